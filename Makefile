@@ -1,0 +1,46 @@
+# The operator's interface. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules mariadb-server mariadb-client sip-tester sipsak
+STAMP := $(VENV)/.installed
+
+.PHONY: help install packages run up down test check-cfg clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: packages $(STAMP) ## Install what is missing: Debian packages and the .venv
+
+packages: ## Install the Debian packages that are missing
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | packages
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+run: install ## Start MariaDB, Kamailio and gunicorn in the foreground (Ctrl-C stops)
+	$(PY) -m app.stack run
+
+up: install ## Start everything in the background; returns once all parts answer
+	$(PY) -m app.stack up
+
+down: ## Stop what `make up` started; the data stays
+	@if [ -x $(PY) ]; then $(PY) -m app.stack down; fi
+
+check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`
+	kamailio -c -f kamailio/kamailio.cfg
+
+test: install check-cfg ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak
+	$(VENV)/bin/pytest
+
+clean: down ## Stop everything and delete the state folder and the .venv
+	rm -rf var $(VENV)

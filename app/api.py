@@ -1,0 +1,95 @@
+"""HTTP handlers: parse the request, call the service, shape the JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import text
+
+from app import reservations
+from app.errors import ApiError
+from app.models import Reservation
+
+bp = Blueprint("api", __name__)
+
+# Parameters with a meaning of their own; every other one becomes a tag.
+RESERVED_PARAMS = {"key", "caller_number"}
+DIALABLE = {"reserved", "confirmed"}
+
+
+def session():
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["rtb.sessions"]()
+    return g.db_session
+
+
+def params() -> dict[str, Any]:
+    """Query string, then a JSON or form body on top of it."""
+    merged: dict[str, Any] = request.args.to_dict()
+    if request.is_json:
+        data = request.get_data(cache=True)
+        body = request.get_json(silent=True) if data.strip() else {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "malformed_json", "The body must be a JSON object.")
+        merged.update(body)
+    else:
+        merged.update(request.form.to_dict())
+    return merged
+
+
+def scalar(values: dict[str, Any], name: str) -> str | None:
+    value = values.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ApiError(422, "invalid_parameter", f"`{name}` must be a string.")
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rtb(reservation: Reservation) -> dict[str, Any]:
+    status = reservations.status_of(reservation)
+    body = {
+        "uuid": reservation.uuid,
+        "status": status,
+        "retreaver_payout": float(reservation.payout),
+        "retreaver_seconds": reservation.min_seconds,
+        "inbound_number": reservation.inbound_number,
+    }
+    if status in DIALABLE:
+        body["sip_address"] = f"{reservation.uuid}@{current_app.config['RTB_SIP_DOMAIN']}"
+    body["expires_at"] = iso(reservation.expires_at)
+    body["caller_number"] = reservation.caller_number
+    return {"rtb": body}
+
+
+@bp.post("/rtbs.json")
+def ping():
+    values = params()
+    db = session()
+    key = reservations.authenticate(db, scalar(values, "key"))
+    caller = reservations.normalise_caller(scalar(values, "caller_number"))
+    tags = {name: value for name, value in values.items() if name not in RESERVED_PARAMS}
+    outcome = reservations.reserve(db, key, caller, tags)
+    db.commit()
+    if isinstance(outcome, reservations.Rejection):
+        return jsonify(rtb={"status": "rejected", "reason": outcome.reason})
+    return jsonify(rtb(outcome))
+
+
+@bp.get("/rtbs/<uuid>.json")
+def show(uuid: str):
+    db = session()
+    key = reservations.authenticate(db, scalar(request.args.to_dict(), "key"))
+    return jsonify(rtb(reservations.find(db, key, uuid)))
+
+
+@bp.get("/healthz")
+def health():
+    session().execute(text("SELECT 1"))
+    return jsonify(status="ok")

@@ -1,0 +1,59 @@
+"""Queue Kamailio RPC calls during a transaction; send them after its commit.
+
+A rollback drops them. A call that fails is logged and forgotten: the
+database stays the truth, and Kamailio falls back to it on a miss.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.kamailio_rpc import RPCError
+
+log = logging.getLogger(__name__)
+
+RPC = "kamailio_rpc"
+_PENDING = "kamailio_pending"
+# Kamailio refuses a permissions reload within reload_delta (1 s) of the last.
+_RELOAD_TRIES = 12
+_RELOAD_PAUSE = 0.2
+
+
+def queue(session: Session, method: str, *params: object) -> None:
+    pending = session.info.setdefault(_PENDING, [])
+    if (method, params) not in pending:
+        pending.append((method, params))
+
+
+def _call(rpc, method: str, params: tuple) -> None:
+    for _ in range(_RELOAD_TRIES - 1):
+        try:
+            rpc.call(method, *params)
+            return
+        except RPCError as error:
+            if "ongoing reload" not in str(error):
+                raise
+        time.sleep(_RELOAD_PAUSE)
+    rpc.call(method, *params)
+
+
+def _send(session: Session) -> None:
+    rpc = session.info.get(RPC)
+    for method, params in session.info.pop(_PENDING, []):
+        try:
+            _call(rpc, method, params)
+        except RPCError as error:
+            log.warning("Kamailio not told (%s); it will read the database instead", error)
+
+
+def _drop(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def listen(factory: sessionmaker[Session]) -> None:
+    event.listen(factory, "after_commit", _send)
+    event.listen(factory, "after_soft_rollback", lambda session, _tx: _drop(session))

@@ -1,0 +1,85 @@
+"""Every setting, read once from RTB_* environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A variable holds a value we cannot use; the message names it."""
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"{name} must be a port number (1-65535), not {raw!r}")
+    return int(raw)
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
+
+
+def _address(env: dict[str, str], name: str, default: str) -> str:
+    raw = env.get(name, default)
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an IP address, not {raw!r}") from None
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    http_host: str
+    http_port: int
+    http_workers: int
+    sip_addr: str
+    sip_port: int
+    sip_domain: str
+    sip_realm: str
+    rpc_port: int
+    db_port: int
+    var_dir: Path
+    database_url_override: str | None
+    kamailio_database_url_override: str | None
+    kamailio_cfg: Path
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        sip_addr = _address(env, "RTB_SIP_ADDR", "127.0.0.1")
+        sip_domain = (env.get("RTB_SIP_DOMAIN") or sip_addr).lower()
+        if any(c in sip_domain for c in "@;:/ ,"):
+            raise SettingsError(f"RTB_SIP_DOMAIN must be a bare host name, not {sip_domain!r}")
+        return cls(
+            http_host=_address(env, "RTB_HTTP_HOST", "127.0.0.1"),
+            http_port=_port(env, "RTB_HTTP_PORT", 8080),
+            http_workers=_count(env, "RTB_HTTP_WORKERS", 4),
+            sip_addr=sip_addr,
+            sip_port=_port(env, "RTB_SIP_PORT", 5060),
+            sip_domain=sip_domain,
+            sip_realm=env.get("RTB_SIP_REALM") or sip_domain,
+            rpc_port=_port(env, "RTB_RPC_PORT", 5080),
+            db_port=_port(env, "RTB_DB_PORT", 3307),
+            var_dir=Path(env.get("RTB_VAR_DIR") or PROJECT_DIR / "var").resolve(),
+            database_url_override=env.get("RTB_DATABASE_URL") or None,
+            kamailio_database_url_override=env.get("RTB_KAMAILIO_DATABASE_URL") or None,
+            kamailio_cfg=Path(env.get("RTB_KAMAILIO_CFG") or PROJECT_DIR / "kamailio" / "kamailio.cfg"),
+        )
+
+    @property
+    def private_database(self) -> bool:
+        return self.database_url_override is None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}/RPC"

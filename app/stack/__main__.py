@@ -1,0 +1,107 @@
+"""python -m app.stack {run,up,down}: the parts, started in order.
+
+run   starts everything and stays in the foreground until Ctrl-C
+up    starts everything in the background, returns once all parts answer
+down  stops what up started; the data stays
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from app.settings import Settings, SettingsError
+from app.stack.gunicorn import Gunicorn
+from app.stack.kamailio import Kamailio
+from app.stack.mariadb import PrivateMariaDB, database_url, load_schema
+from app.stack.process import StartError
+
+
+def parts(settings: Settings) -> list:
+    database = [PrivateMariaDB(settings)] if settings.private_database else []
+    return [*database, Kamailio(settings), Gunicorn(settings)]
+
+
+def up(settings: Settings) -> list:
+    started = []
+    try:
+        for part in parts(settings):
+            if not settings.private_database and isinstance(part, Kamailio):
+                load_schema(database_url(settings))
+            part.start()
+            started.append(part)
+    except (StartError, RuntimeError):
+        for part in reversed(started):
+            part.stop()
+        raise
+    return started
+
+
+def down(settings: Settings) -> None:
+    for part in reversed(parts(settings)):
+        part.stop()
+
+
+def banner(settings: Settings) -> str:
+    sip = f"{settings.sip_addr}:{settings.sip_port}"
+    return f"""
+RTB router is up (state in {settings.var_dir}).
+  HTTP API  http://{settings.http_host}:{settings.http_port}   SIP edge  {sip} (udp, tcp)
+
+Set up a buyer and a publisher, then ping:
+  .venv/bin/rtbctl publisher add acme
+  .venv/bin/rtbctl publisher allow-ip 1 127.0.0.2/32
+  .venv/bin/rtbctl campaign add solar
+  .venv/bin/rtbctl target add 1 --sip-uri sip:buyer@127.0.0.1:5090 --payout 12.5 --min-seconds 60
+  .venv/bin/rtbctl key add 1 1
+  curl -s -X POST 'http://{settings.http_host}:{settings.http_port}/rtbs.json?key=KEY&caller_number=2025550123'
+
+Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip}, e.g.
+  sipp -sn uac -s <uuid> -i 127.0.0.2 -m 1 {sip}
+Logs: {settings.var_dir}/*/*.log
+"""
+
+
+def run(settings: Settings) -> int:
+    started = up(settings)
+    print(banner(settings), flush=True)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            dead = [p.service.name for p in started if not p.service.alive()]
+            if dead:
+                print(f"{', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        down(settings)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "up", "down"])
+    command = parser.parse_args().command
+    try:
+        settings = Settings.from_env()
+        if command == "down":
+            down(settings)
+            return 0
+        if command == "up":
+            up(settings)
+            print(banner(settings))
+            return 0
+        return run(settings)
+    except (SettingsError, StartError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""gunicorn serving create_app()."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+from app.settings import Settings
+from app.stack.process import Service
+
+
+class Gunicorn:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = f"http://{settings.http_host}:{settings.http_port}"
+        state = settings.var_dir / "gunicorn"
+        self.service = Service("gunicorn", [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "--bind", f"{settings.http_host}:{settings.http_port}",
+            "--workers", str(settings.http_workers),
+            "--timeout", "30", "--graceful-timeout", "10",
+            "--access-logfile", str(state / "access.log"),
+            "app:create_app()",
+        ], state)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                return json.load(response).get("status") == "ok"
+        except (OSError, ValueError):
+            return False
+
+    def start(self) -> None:
+        self.service.start(self._ready, timeout=30)
+
+    def stop(self) -> None:
+        self.service.stop()

@@ -1,0 +1,139 @@
+"""Real SIP peers for the tests: SIPp as buyers and publishers, sipsak for probes.
+
+Publisher scenarios are built from fragments: dial with or without digest
+credentials, and either connect (ACK, hold, BYE) or expect one final refusal.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+SDP = """
+      v=0
+      o=publisher 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000"""
+DIALOG = """
+      From: <sip:publisher@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[domain]>{to_tag}
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}"""
+
+
+def _request(method: str, cseq: int, *, uri: str = "sip:[service]@[domain]", to_tag: str = "",
+             extra: str = "", body: str = "") -> str:
+    dialog = DIALOG.format(to_tag=to_tag, cseq=cseq, method=method)
+    content = "\n      Content-Type: application/sdp\n      Content-Length: [len]" if body else \
+        "\n      Content-Length: 0"
+    lines = f"""
+      {method} {uri} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]{dialog}{extra}
+      Contact: <sip:publisher@[local_ip]:[local_port]>
+      Max-Forwards: 70{content}
+{body}
+"""
+    retrans = ' retrans="500"' if method in ("INVITE", "BYE") else ""
+    return f"  <send{retrans}><![CDATA[{lines}    ]]></send>\n"
+
+
+def _refused_ack(cseq: int) -> str:
+    return _request("ACK", cseq, to_tag="[peer_tag_param]")
+
+
+def publisher_scenario(*, auth: bool = False, refused_with: int | None = None) -> str:
+    """INVITE (answering a 407 with digest when auth), then connect or expect a refusal."""
+    steps = [_request("INVITE", 1, body=SDP), '  <recv response="100" optional="true"/>\n']
+    cseq = 1
+    if auth:
+        cseq = 2
+        steps += ['  <recv response="407" auth="true"/>\n', _refused_ack(1),
+                  _request("INVITE", 2, body=SDP, extra="\n      [authentication]"),
+                  '  <recv response="100" optional="true"/>\n']
+    if refused_with is not None:
+        steps += [f'  <recv response="{refused_with}"/>\n', _refused_ack(cseq)]
+    else:
+        in_dialog = {"uri": "[next_url]", "to_tag": "[peer_tag_param]", "extra": "\n      [routes]"}
+        steps += ['  <recv response="180" optional="true"/>\n',
+                  '  <recv response="200" rrs="true"/>\n',
+                  _request("ACK", cseq, **in_dialog), "  <pause/>\n",
+                  _request("BYE", cseq + 1, **in_dialog), '  <recv response="200"/>\n']
+    return ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+            '<scenario name="publisher">\n' + "".join(steps) + "</scenario>\n")
+
+
+def free_port(ip: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((ip, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Buyer:
+    """A SIPp UAS answering `calls` calls on 127.0.0.1, then exiting by itself."""
+
+    workdir: Path
+    calls: int = 1
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self):
+        self.messages = self.workdir / f"buyer-{self.port}.log"
+        self.proc = subprocess.Popen(
+            ["sipp", "-sf", str(SCENARIOS / "buyer.xml"), "-i", "127.0.0.1",
+             "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
+             "-timeout", "60s", "-nostdin", "-trace_msg", "-message_file", str(self.messages),
+             "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
+
+    @property
+    def uri(self) -> str:
+        return f"sip:buyer@127.0.0.1:{self.port}"
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def received(self) -> str:
+        return self.messages.read_text(errors="replace") if self.messages.exists() else ""
+
+
+@dataclass
+class Dial:
+    returncode: int
+    log: str
+
+
+def dial(workdir: Path, edge: tuple[str, int], uuid: str, *, source_ip: str = "127.0.0.1",
+         domain: str | None = None, user: str | None = None, password: str | None = None,
+         refused_with: int | None = None, hold_ms: int = 200, calls: int = 1,
+         rate: int = 10, transport: str = "u1") -> Dial:
+    """Run SIPp as a publisher: rc 0 when every call went as the scenario expects."""
+    auth = user is not None
+    scenario = workdir / f"publisher-{'auth' if auth else 'ip'}-{refused_with or 'call'}.xml"
+    scenario.write_text(publisher_scenario(auth=auth, refused_with=refused_with))
+    port = free_port(source_ip)
+    errors = workdir / f"publisher-{port}.err"
+    argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-s", uuid,
+            "-key", "domain", domain or edge[0], "-i", source_ip, "-p", str(port),
+            "-mp", str(free_port(source_ip)), "-t", transport, "-m", str(calls),
+            "-r", str(rate), "-d", str(hold_ms), "-timeout", "30s", "-timeout_error",
+            "-nostdin", "-trace_err", "-error_file", str(errors)]
+    if auth:
+        argv += ["-au", user, "-ap", password or ""]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=workdir, timeout=60)
+    log = errors.read_text(errors="replace") if errors.exists() else ""
+    return Dial(done.returncode, log + done.stdout[-2000:])
