@@ -137,3 +137,26 @@ def dial(workdir: Path, edge: tuple[str, int], uuid: str, *, source_ip: str = "1
     done = subprocess.run(argv, capture_output=True, text=True, cwd=workdir, timeout=60)
     log = errors.read_text(errors="replace") if errors.exists() else ""
     return Dial(done.returncode, log + done.stdout[-2000:])
+
+
+def sipsak(*args: str, message: str | None = None, workdir: Path | None = None) -> str:
+    """Run sipsak verbosely; returns what it printed (it prints the replies it got)."""
+    argv = ["sipsak", "-vv", *args]
+    if message is not None:
+        path = (workdir or Path(".")) / "sipsak-message.txt"
+        path.write_bytes(message.replace("\n", "\r\n").encode())
+        argv += ["-f", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return done.stdout + done.stderr
+
+
+def invite_text(uuid: str, domain: str, source_ip: str) -> str:
+    """A bare INVITE for sipsak -f; sipsak adds its own Via."""
+    return (f"INVITE sip:{uuid}@{domain} SIP/2.0\n"
+            f"From: <sip:publisher@{source_ip}>;tag=sipsak{uuid[:8]}\n"
+            f"To: <sip:{uuid}@{domain}>\n"
+            f"Call-ID: {uuid}-sipsak@{source_ip}\n"
+            "CSeq: 1 INVITE\n"
+            f"Contact: <sip:publisher@{source_ip}>\n"
+            "Max-Forwards: 70\n"
+            "Content-Length: 0\n\n")

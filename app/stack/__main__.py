@@ -58,8 +58,8 @@ Set up a buyer and a publisher, then ping:
   .venv/bin/rtbctl key add 1 1
   curl -s -X POST 'http://{settings.http_host}:{settings.http_port}/rtbs.json?key=KEY&caller_number=2025550123'
 
-Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip}, e.g.
-  sipp -sn uac -s <uuid> -i 127.0.0.2 -m 1 {sip}
+Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip} from
+127.0.0.2, e.g. with a SIPp scenario that follows Record-Route (README: "A first call").
 Logs: {settings.var_dir}/*/*.log
 """
 

@@ -30,6 +30,8 @@ class Service:
     argv: list[str]
     state_dir: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    # Set when this process started the service; `make down` runs in another.
+    proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def pid_file(self) -> Path:
@@ -51,26 +53,20 @@ class Service:
         return pid
 
     def alive(self) -> bool:
-        pid = self.pid()
-        if pid is None:
-            return False
-        # A child of ours that exited stays a zombie until reaped.
-        try:
-            reaped, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        return reaped == 0
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.pid() is not None
 
     def start(self, ready: Callable[[], bool], timeout: float = 30) -> None:
         if self.alive():
             raise StartError(f"{self.name} already runs (pid {self.pid()}); stop it first")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(
+            self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self.env, start_new_session=True,
             )
-        self.pid_file.write_text(str(proc.pid))
+        self.pid_file.write_text(str(self.proc.pid))
         if not wait_for(lambda: not self.alive() or ready(), timeout) or not self.alive():
             self.stop()
             raise StartError(f"{self.name} did not start; see {self.log_file}:\n{self.log_tail()}")
@@ -82,6 +78,7 @@ class Service:
             if not wait_for(lambda: not self.alive(), timeout):
                 os.killpg(pid, signal.SIGKILL)
                 wait_for(lambda: not self.alive(), 5)
+        self.proc = None
         self.pid_file.unlink(missing_ok=True)
 
     def log_tail(self, lines: int = 20) -> str:

@@ -1,0 +1,107 @@
+"""rtbctl, run as the operator runs it: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.credentials import ha1
+from app.models import Address, Subscriber
+
+RTBCTL = str(Path(sys.executable).with_name("rtbctl"))
+
+
+@pytest.fixture
+def rtbctl(env, kamailio):
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([RTBCTL, *args], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=30)
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+def as_json(done: subprocess.CompletedProcess) -> dict:
+    return json.loads(done.stdout)
+
+
+def test_the_documented_forms_print_json(rtbctl, client, sessions, settings):
+    publisher = as_json(rtbctl("publisher", "add", "cli-publisher", "--json"))
+    assert publisher == {"id": publisher["id"], "name": "cli-publisher"}
+    pid = str(publisher["id"])
+    allowed = as_json(rtbctl("publisher", "allow-ip", pid, "127.0.9.0/24", "--json"))
+    assert (allowed["ip_addr"], allowed["mask"]) == ("127.0.9.0", 24)
+    user = as_json(rtbctl("publisher", "sip-user", pid, "cli-user", "pa55word", "--json"))
+    assert user["username"] == "cli-user"
+    campaign = as_json(rtbctl("campaign", "add", "cli-campaign", "--json"))
+    target = as_json(rtbctl("target", "add", str(campaign["id"]), "--sip-uri",
+                            "sip:buyer@127.0.0.1:5999", "--payout", "12.5",
+                            "--min-seconds", "60", "--json"))
+    assert target["id"] > 0
+    key = as_json(rtbctl("key", "add", str(campaign["id"]), pid, "--ttl", "45",
+                         "--inbound-number", "8005551234", "--json"))
+    assert len(key["key"]) == 48
+    assert key["inbound_number"] == "+18005551234"
+
+    rtb = client.post("/rtbs.json", query_string={"key": key["key"]}).get_json()["rtb"]
+    shown = as_json(rtbctl("reservation", "show", rtb["uuid"], "--json"))
+    assert shown["uuid"] == rtb["uuid"]
+    assert shown["status"] == "reserved"
+    assert shown["target_id"] == target["id"]
+    assert shown["payout"] == 12.5
+
+    with sessions() as db:
+        row = db.scalar(select(Subscriber).where(Subscriber.username == "cli-user"))
+        address = db.scalar(select(Address).where(Address.id == allowed["id"]))
+    assert row.password == "" and "pa55word" not in (row.ha1 + row.ha1b)
+    assert row.ha1 == ha1("cli-user", settings.sip_realm, "pa55word")
+    assert row.publisher_id == publisher["id"]
+    assert (address.grp, address.tag) == (1, f"publisher:{pid}")
+
+
+def test_without_json_the_output_is_readable(rtbctl):
+    out = rtbctl("publisher", "add", "plain-publisher").stdout
+    assert "name: plain-publisher" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["publisher", "allow-ip", "999999", "127.0.0.1"], "no publisher with id 999999"),
+    (["campaign", "add", ""], "a name has 1 to 128 characters"),
+    (["target", "add", "999999", "--sip-uri", "sip:x@127.0.0.1", "--payout", "1",
+      "--min-seconds", "1"], "no campaign with id 999999"),
+    (["reservation", "show", "00000000-0000-4000-8000-000000000000"], "no reservation"),
+])
+def test_mistakes_print_one_line_and_exit_1(rtbctl, args, message):
+    done = rtbctl(*args, ok=False)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_target_uri_with_a_comma_is_refused(rtbctl):
+    campaign = as_json(rtbctl("campaign", "add", "comma-campaign", "--json"))
+    done = rtbctl("target", "add", str(campaign["id"]), "--sip-uri", "sip:a@h,b", "--payout", "1",
+                  "--min-seconds", "1", ok=False)
+    assert done.returncode == 1 and "no commas" in done.stderr
+
+
+def test_a_sip_user_of_another_publisher_cannot_be_taken_over(rtbctl):
+    first = as_json(rtbctl("publisher", "add", "owner-a", "--json"))["id"]
+    second = as_json(rtbctl("publisher", "add", "owner-b", "--json"))["id"]
+    rtbctl("publisher", "sip-user", str(first), "shared-name", "pw")
+    done = rtbctl("publisher", "sip-user", str(second), "shared-name", "pw", ok=False)
+    assert done.returncode == 1 and "belongs to another publisher" in done.stderr
+
+
+def test_a_second_publisher_with_the_same_name_is_refused(rtbctl):
+    rtbctl("publisher", "add", "twice")
+    done = rtbctl("publisher", "add", "twice", ok=False)
+    assert done.returncode == 1 and "exists" in done.stderr

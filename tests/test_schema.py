@@ -1,0 +1,64 @@
+"""schema.sql is the contract: the models, Kamailio and kamailio -c must agree with it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import OperationalError
+
+from app.models import Base
+from app.stack.kamailio import check_config
+
+KAMAILIO_TABLE_VERSIONS = {"version": 1, "subscriber": 7, "address": 6}
+
+
+def test_the_models_match_schema_sql(sessions):
+    with sessions() as db:
+        inspector = inspect(db.connection())
+        for table in Base.metadata.sorted_tables:
+            columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+            assert set(columns) == {c.name for c in table.columns}, table.name
+            for column in table.columns:
+                assert columns[column.name]["nullable"] == column.nullable, \
+                    f"{table.name}.{column.name} nullability"
+
+
+def test_kamailio_finds_the_table_versions_it_checks(sessions):
+    with sessions() as db:
+        rows = dict(db.execute(text("SELECT table_name, table_version FROM version")).all())
+    assert rows == KAMAILIO_TABLE_VERSIONS
+
+
+def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database):
+    done = check_config(settings)
+    assert done.returncode == 0, done.stderr
+    assert f"udp: {settings.sip_addr} [{settings.sip_addr}]:{settings.sip_port}" in done.stdout
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO publishers (name) VALUES ('intruder')",
+    "UPDATE postback_keys SET ttl_seconds = 1",
+    "UPDATE subscriber SET ha1 = 'x'",
+    "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (1, '10.0.0.1', 32, 0, 'x')",
+    "UPDATE reservations SET payout = 0",
+    "DELETE FROM reservations",
+])
+def test_kamailio_may_not_write_what_the_app_owns(database, statement):
+    engine = create_engine(kamailio_url(database))
+    with engine.connect() as kamailio, pytest.raises(OperationalError, match="denied"):
+        kamailio.execute(text(statement))
+    engine.dispose()
+
+
+def test_kamailio_may_claim_a_reservation(database):
+    engine = create_engine(kamailio_url(database))
+    with engine.connect() as kamailio:
+        kamailio.execute(text(
+            "UPDATE reservations SET status = 'claimed', claimed_at = NOW(), call_id = 'c', "
+            "claimed_from = '127.0.0.1' WHERE uuid = 'none' AND status = 'reserved'"))
+        kamailio.rollback()
+    engine.dispose()
+
+
+def kamailio_url(database):
+    return database.url("kamailio")

@@ -1,0 +1,253 @@
+"""Calls through the real Kamailio with our kamailio.cfg, from SIPp and sipsak
+publishers on their own loopback addresses to SIPp buyers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app import admin
+from app.kamailio_rpc import RPCError
+from app.models import Reservation
+from tests.conftest import SIP_DOMAIN, next_loopback
+from tests.sip import Buyer, dial, invite_text, sipsak
+
+
+@pytest.fixture
+def buyer(workdir):
+    started = []
+
+    def start(calls: int = 1) -> Buyer:
+        started.append(Buyer(workdir, calls=calls))
+        return started[-1]
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+def reserve(client, key: str, **params) -> str:
+    response = client.post("/rtbs.json", query_string={"key": key, **params})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["rtb"]["uuid"]
+
+
+def stored(sessions, uuid: str) -> Reservation:
+    with sessions() as db:
+        return db.scalar(select(Reservation).where(Reservation.uuid == uuid))
+
+
+def add_sip_user(sessions, settings, publisher_id: int, password: str) -> str:
+    username = f"pub-{uuidlib.uuid4().hex[:8]}"
+    with sessions() as db:
+        admin.set_sip_user(db, publisher_id, username, password,
+                           realm=settings.sip_realm, domain=settings.sip_domain)
+        db.commit()
+    return username
+
+
+def test_a_call_from_a_whitelisted_ip_reaches_the_buyer(client, market, buyer, edge, workdir, sessions):
+    b = buyer()
+    m = market(b.uri)
+    uuid = reserve(client, m.key, caller_number="2025550123")
+    call = dial(workdir, edge, uuid, source_ip=m.ip, domain=SIP_DOMAIN)
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+    assert f"X-RTB-Reservation: {uuid}" in b.received()
+    row = stored(sessions, uuid)
+    assert (row.status, row.claimed_from) == ("claimed", m.ip)
+    assert row.call_id
+    shown = client.get(f"/rtbs/{uuid}.json", query_string={"key": m.key}).get_json()["rtb"]
+    assert shown["status"] == "claimed"
+
+
+def test_a_call_with_username_and_password_reaches_the_buyer(client, market, buyer, edge, workdir,
+                                                            sessions, settings):
+    b = buyer()
+    m = market(b.uri, whitelist=False)
+    user = add_sip_user(sessions, settings, m.publisher_id, "s3cret!")
+    uuid = reserve(client, m.key)
+    call = dial(workdir, edge, uuid, source_ip=next_loopback(), user=user, password="s3cret!")
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+    assert stored(sessions, uuid).status == "claimed"
+
+
+def test_a_call_over_tcp_reaches_the_buyer(client, market, buyer, edge, workdir):
+    b = buyer()
+    m = market(b.uri)
+    call = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, transport="t1")
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+
+
+def test_no_credentials_from_an_unknown_address_is_challenged_with_407(client, market, edge, workdir):
+    m = market(whitelist=False)
+    call = dial(workdir, edge, reserve(client, m.key), source_ip=next_loopback(), refused_with=407)
+    assert call.returncode == 0, call.log
+
+
+def test_wrong_credentials_get_403(client, market, edge, workdir, sessions, settings):
+    m = market(whitelist=False)
+    user = add_sip_user(sessions, settings, m.publisher_id, "right")
+    uuid = reserve(client, m.key)
+    wrong_password = dial(workdir, edge, uuid, source_ip=next_loopback(), user=user,
+                          password="wrong", refused_with=403)
+    unknown_user = dial(workdir, edge, uuid, source_ip=next_loopback(), user="nobody-here",
+                        password="right", refused_with=403)
+    assert wrong_password.returncode == 0, wrong_password.log
+    assert unknown_user.returncode == 0, unknown_user.log
+    assert stored(sessions, uuid).status == "reserved"
+
+
+def test_sipsak_with_a_wrong_password_gets_403(client, market, edge, workdir, sessions, settings):
+    m = market(whitelist=False)
+    user = add_sip_user(sessions, settings, m.publisher_id, "right")
+    uuid = reserve(client, m.key)
+    source = next_loopback()
+    out = sipsak("-s", f"sip:{uuid}@{edge[0]}:{edge[1]}", "-k", source, "-u", user, "-a", "wrong",
+                 message=invite_text(uuid, SIP_DOMAIN, source), workdir=workdir)
+    # sipsak answers the 407 challenge ("authorizing") and gets the final 403.
+    assert "authorizing" in out and "SIP/2.0 403 Bad Credentials" in out, out
+
+
+def test_a_new_password_takes_effect_at_once(client, market, buyer, edge, workdir, sessions, settings):
+    b = buyer()
+    m = market(b.uri, whitelist=False)
+    user = add_sip_user(sessions, settings, m.publisher_id, "old")
+    with sessions() as db:
+        admin.set_sip_user(db, m.publisher_id, user, "new", realm=settings.sip_realm,
+                           domain=settings.sip_domain)
+        db.commit()
+    uuid = reserve(client, m.key)
+    old = dial(workdir, edge, uuid, source_ip=next_loopback(), user=user, password="old",
+               refused_with=403)
+    new = dial(workdir, edge, uuid, source_ip=next_loopback(), user=user, password="new")
+    assert old.returncode == 0, old.log
+    assert new.returncode == 0, new.log
+
+
+@pytest.mark.parametrize("user_part", [
+    str(uuidlib.uuid4()),
+    "not-a-uuid",
+    "1'or'1'='1",
+    "00000000-0000-4000-8000-000000000000';DELETE%20FROM%20reservations;--",
+])
+def test_an_unknown_or_malformed_reservation_is_404(market, edge, workdir, user_part):
+    m = market()
+    call = dial(workdir, edge, user_part, source_ip=m.ip, refused_with=404)
+    assert call.returncode == 0, call.log
+
+
+def test_another_publishers_reservation_is_403(client, market, edge, workdir, sessions):
+    mine, theirs = market(), market()
+    uuid = reserve(client, theirs.key)
+    call = dial(workdir, edge, uuid, source_ip=mine.ip, refused_with=403)
+    assert call.returncode == 0, call.log
+    assert stored(sessions, uuid).status == "reserved"
+
+
+def test_an_expired_reservation_is_refused_though_kamailio_still_holds_it(client, market, edge,
+                                                                         workdir, rpc, sessions):
+    m = market(ttl=1)
+    uuid = reserve(client, m.key)
+    time.sleep(2.1)
+    assert rpc.call("htable.get", "rsv", uuid)
+    call = dial(workdir, edge, uuid, source_ip=m.ip, refused_with=410)
+    assert call.returncode == 0, call.log
+    assert stored(sessions, uuid).status == "reserved"
+
+
+def test_a_reservation_that_already_had_a_call_is_refused(client, market, buyer, edge, workdir):
+    b = buyer()
+    m = market(b.uri)
+    uuid = reserve(client, m.key)
+    assert dial(workdir, edge, uuid, source_ip=m.ip).returncode == 0
+    again = dial(workdir, edge, uuid, source_ip=m.ip, refused_with=410)
+    assert again.returncode == 0, again.log
+
+
+def test_two_invites_racing_for_one_reservation_connect_once(client, market, buyer, edge, workdir,
+                                                            sessions):
+    b = buyer(calls=1)
+    m = market(b.uri)
+    uuid = reserve(client, m.key)
+    dirs = [workdir / f"caller-{i}" for i in range(4)]
+    for d in dirs:
+        d.mkdir()
+    with ThreadPoolExecutor(len(dirs)) as pool:
+        calls = list(pool.map(lambda d: dial(d, edge, uuid, source_ip=m.ip, hold_ms=1000), dirs))
+    assert sorted(c.returncode for c in calls) == [0, 1, 1, 1], [c.log for c in calls]
+    assert all("410 Reservation Already Used" in c.log for c in calls if c.returncode)
+    assert b.wait() == 0
+
+
+def test_a_request_for_another_domain_is_not_relayed(client, market, edge, workdir):
+    m = market()
+    call = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, domain="elsewhere.example",
+                refused_with=403)
+    assert call.returncode == 0, call.log
+
+
+def test_the_edge_answers_a_keepalive_options(edge):
+    out = sipsak("-s", f"sip:{edge[0]}:{edge[1]}")
+    assert "SIP/2.0 200 Keepalive" in out, out
+
+
+def test_a_new_whitelisted_ip_gets_in_within_a_second(client, market, buyer, edge, workdir, env):
+    b = buyer()
+    m = market(b.uri, whitelist=False)
+    ip = next_loopback()
+    rtbctl = Path(sys.executable).with_name("rtbctl")
+    subprocess.run([str(rtbctl), "publisher", "allow-ip", str(m.publisher_id), f"{ip}/32"],
+                   check=True, env={**os.environ, **env}, capture_output=True)
+    call = dial(workdir, edge, reserve(client, m.key), source_ip=ip)
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+
+
+def test_fifty_ping_then_dial_pairs_all_connect(client, market, buyer, edge, workdir):
+    b = buyer(calls=50)
+    m = market(b.uri)
+    failed = []
+    for _ in range(50):
+        call = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, hold_ms=20)
+        if call.returncode != 0:
+            failed.append(call.log)
+    assert failed == []
+    assert b.wait() == 0
+
+
+def test_a_reservation_missing_from_the_htable_is_found_in_the_database(client, market, buyer,
+                                                                        edge, workdir, rpc):
+    b = buyer()
+    m = market(b.uri)
+    uuid = reserve(client, m.key)
+    rpc.call("htable.delete", "rsv", uuid)
+    with pytest.raises(RPCError):
+        rpc.call("htable.get", "rsv", uuid)
+    call = dial(workdir, edge, uuid, source_ip=m.ip)
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+
+
+def test_a_reservation_made_before_a_kamailio_restart_connects_after_it(client, market, buyer,
+                                                                        edge, workdir, kamailio, rpc):
+    b = buyer()
+    m = market(b.uri)
+    uuid = reserve(client, m.key)
+    kamailio.stop()
+    kamailio.start()
+    # Loaded from the database at start, not only found on a miss.
+    assert rpc.call("htable.get", "rsv", uuid)
+    call = dial(workdir, edge, uuid, source_ip=m.ip)
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0

@@ -1,0 +1,81 @@
+"""`python -m app.stack up` / `down` (what `make up` / `make down` run): a whole
+second instance, gunicorn included, beside the session's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import stack_env
+
+PYTHON = sys.executable
+
+
+def http(url: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, headers=headers or {},
+                                     method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory, kamailio):
+    env = {**os.environ, **stack_env(tmp_path_factory.mktemp("second"))}
+
+    def stack(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PYTHON, "-m", "app.stack", command], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    def rtbctl(*args: str) -> dict:
+        done = subprocess.run([os.path.join(os.path.dirname(PYTHON), "rtbctl"), *args, "--json"],
+                              env=env, capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(done.stdout)
+
+    started = stack("up")
+    assert started.returncode == 0, started.stderr
+    yield env, stack, rtbctl
+    stack("down")
+
+
+def test_up_serves_pings_over_http_beside_another_instance(second, client):
+    env, _, rtbctl = second
+    publisher = rtbctl("publisher", "add", "second-publisher")["id"]
+    campaign = rtbctl("campaign", "add", "second-campaign")["id"]
+    rtbctl("target", "add", str(campaign), "--sip-uri", "sip:b@127.0.0.1:9", "--payout", "3",
+           "--min-seconds", "30")
+    key = rtbctl("key", "add", str(campaign), str(publisher))["key"]
+    base = f"http://127.0.0.1:{env['RTB_HTTP_PORT']}"
+    status, body = http(f"{base}/rtbs.json?key={key}", data=b"")
+    assert status == 200 and body["rtb"]["status"] == "reserved"
+    # The session's instance does not know this key: separate databases.
+    assert client.post("/rtbs.json", query_string={"key": key}).status_code == 401
+
+
+def test_gunicorn_refuses_a_body_over_64_kib_with_json(second):
+    env = second[0]
+    status, body = http(f"http://127.0.0.1:{env['RTB_HTTP_PORT']}/rtbs.json",
+                        data=json.dumps({"key": "k", "x": "y" * 70000}).encode(),
+                        headers={"Content-Type": "application/json"})
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+
+
+def test_down_stops_everything_and_keeps_the_data(second):
+    env, stack, rtbctl = second
+    before = rtbctl("publisher", "add", "kept-across-restart")["id"]
+    assert stack("down").returncode == 0
+    var = env["RTB_VAR_DIR"]
+    assert not any(f.endswith(".pid") for _, _, files in os.walk(var) for f in files)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{env['RTB_HTTP_PORT']}/healthz", timeout=2)
+    assert stack("up").returncode == 0
+    after = rtbctl("publisher", "add", "added-after-restart")["id"]
+    assert after == before + 1
