@@ -6,6 +6,7 @@ credentials, and either connect (ACK, hold, BYE) or expect one final refusal.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class Buyer:
 class Dial:
     returncode: int
     log: str
+    successful: int
+    failed: int
 
 
 def dial(workdir: Path, edge: tuple[str, int], uuid: str, *, source_ip: str = "127.0.0.1",
@@ -136,7 +139,14 @@ def dial(workdir: Path, edge: tuple[str, int], uuid: str, *, source_ip: str = "1
         argv += ["-au", user, "-ap", password or ""]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=workdir, timeout=60)
     log = errors.read_text(errors="replace") if errors.exists() else ""
-    return Dial(done.returncode, log + done.stdout[-2000:])
+    return Dial(done.returncode, log + done.stdout[-2000:], _count("Successful call", done.stdout),
+                _count("Failed call", done.stdout))
+
+
+def _count(row: str, screen: str) -> int:
+    """The cumulative column of a row of SIPp's final statistics screen."""
+    found = re.findall(rf"{row}\s*\|\s*\d+\s*\|\s*(\d+)", screen)
+    return int(found[-1]) if found else 0
 
 
 def sipsak(*args: str, message: str | None = None, workdir: Path | None = None) -> str:
