@@ -68,18 +68,21 @@ def run(settings: Settings) -> int:
     started = up(settings)
     print(banner(settings), flush=True)
     stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    # Set both explicitly: a shell starts background jobs with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.append(True))
     try:
         while not stopping:
             dead = [p.service.name for p in started if not p.service.alive()]
             if dead:
                 print(f"{', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
                 return 1
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+            time.sleep(0.2)
     finally:
-        down(settings)
+        print("stopping …", flush=True)
+        # These hold the Popen handles, so each exited child is reaped at once.
+        for part in reversed(started):
+            part.stop()
     return 0
 
 
