@@ -36,8 +36,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
   CONSTRAINT campaigns_name_uq UNIQUE (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- A buyer destination. sip_uri never holds a comma: Kamailio's htable packs
--- its columns with commas.
+-- A buyer destination. A NULL cap is no cap; hours NULL is always open;
+-- states, zips (prefixes) NULL and tag_rules NULL match every caller.
 CREATE TABLE IF NOT EXISTS targets (
   id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   campaign_id INT UNSIGNED NOT NULL,
@@ -45,6 +45,17 @@ CREATE TABLE IF NOT EXISTS targets (
   payout DECIMAL(10, 2) NOT NULL,
   min_seconds INT UNSIGNED NOT NULL,
   enabled BOOLEAN NOT NULL DEFAULT TRUE,
+  priority INT UNSIGNED NOT NULL DEFAULT 1,
+  weight INT UNSIGNED NOT NULL DEFAULT 1,
+  concurrency_cap INT UNSIGNED NULL,
+  hourly_cap INT UNSIGNED NULL,
+  daily_cap INT UNSIGNED NULL,
+  monthly_cap INT UNSIGNED NULL,
+  hours VARCHAR(255) NULL,
+  timezone VARCHAR(64) NOT NULL DEFAULT 'UTC',
+  states VARCHAR(255) NULL,
+  zips VARCHAR(1024) NULL,
+  tag_rules JSON NULL,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   CONSTRAINT targets_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
   INDEX targets_campaign_idx (campaign_id, enabled, payout)
@@ -59,8 +70,13 @@ CREATE TABLE IF NOT EXISTS postback_keys (
   publisher_id INT UNSIGNED NOT NULL,
   ttl_seconds INT UNSIGNED NOT NULL DEFAULT 60,
   inbound_number VARCHAR(16) NULL,
+  auto_confirm BOOLEAN NOT NULL DEFAULT FALSE,
+  duplicate_scope VARCHAR(8) CHARACTER SET ascii NOT NULL DEFAULT 'key',
+  rate_limit INT UNSIGNED NULL,
+  require_caller_number BOOLEAN NOT NULL DEFAULT FALSE,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   CONSTRAINT postback_keys_hash_uq UNIQUE (key_hash),
+  CONSTRAINT postback_keys_scope_ck CHECK (duplicate_scope IN ('key', 'campaign')),
   CONSTRAINT postback_keys_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
   CONSTRAINT postback_keys_publisher_fk FOREIGN KEY (publisher_id) REFERENCES publishers (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -80,20 +96,57 @@ CREATE TABLE IF NOT EXISTS reservations (
   min_seconds INT UNSIGNED NOT NULL,
   tags JSON NOT NULL,
   status VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT 'reserved',
+  -- Target ids to try, best first, when the call arrives unconfirmed.
+  candidates VARCHAR(255) CHARACTER SET ascii NOT NULL DEFAULT '',
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   expires_at TIMESTAMP NOT NULL,
-  -- Written by Kamailio when it lets a call through.
+  confirmed_at TIMESTAMP NULL DEFAULT NULL,
+  -- Written by Kamailio when it lets a call through, and when the call ends.
   claimed_at TIMESTAMP NULL DEFAULT NULL,
   call_id VARCHAR(255) NULL,
   claimed_from VARCHAR(64) NULL,
+  call_ended_at TIMESTAMP NULL DEFAULT NULL,
   CONSTRAINT reservations_uuid_uq UNIQUE (uuid),
-  CONSTRAINT reservations_status_ck CHECK (status IN ('reserved', 'claimed')),
+  CONSTRAINT reservations_status_ck CHECK (status IN ('reserved', 'confirmed', 'claimed', 'no-target')),
   CONSTRAINT reservations_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
   CONSTRAINT reservations_publisher_fk FOREIGN KEY (publisher_id) REFERENCES publishers (id),
   CONSTRAINT reservations_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
   CONSTRAINT reservations_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
-  INDEX reservations_live_idx (status, expires_at)
+  INDEX reservations_live_idx (status, expires_at),
+  INDEX reservations_target_live_idx (target_id, status, expires_at),
+  INDEX reservations_target_charged_idx (target_id, confirmed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Ping Shield: at most one live reservation per caller in a scope
+-- ('k<key id>' or 'c<campaign id>'). The row's lock serialises pings for
+-- the same caller, so two racing pings cannot both reserve.
+CREATE TABLE IF NOT EXISTS caller_reservations (
+  scope VARCHAR(16) CHARACTER SET ascii NOT NULL,
+  caller_number VARCHAR(16) NOT NULL,
+  reservation_id BIGINT UNSIGNED NULL,
+  PRIMARY KEY (scope, caller_number)
+) ENGINE=InnoDB;
+
+-- A key's pings in the current one-second window, for its rate limit.
+CREATE TABLE IF NOT EXISTS key_rate_windows (
+  key_id INT UNSIGNED PRIMARY KEY,
+  window_start BIGINT NOT NULL,
+  pings INT UNSIGNED NOT NULL,
+  CONSTRAINT key_rate_windows_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id)
+) ENGINE=InnoDB;
+
+-- Every ping with a valid key: what it answered and why.
+CREATE TABLE IF NOT EXISTS pings (
+  id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  key_id INT UNSIGNED NOT NULL,
+  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  outcome VARCHAR(16) CHARACTER SET ascii NOT NULL,
+  reason VARCHAR(32) CHARACTER SET ascii NULL,
+  reservation_id BIGINT UNSIGNED NULL,
+  duration_ms DECIMAL(10, 3) NOT NULL,
+  CONSTRAINT pings_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
+  INDEX pings_key_time_idx (key_id, created_at)
+) ENGINE=InnoDB;
 
 -- --------------------------------------------------------- Kamailio tables
 
@@ -125,25 +178,144 @@ CREATE TABLE IF NOT EXISTS `address` (
   `tag` VARCHAR(64)
 ) ENGINE=InnoDB;
 
--- What the SIP edge needs to route a reservation: one row per reservation,
--- read on an htable miss. `destination` is the target's SIP URI;
--- expires_epoch is text because htable cannot pack a BIGINT column.
+-- What the SIP edge needs to admit a call: one row per reservation, read on
+-- an htable miss. expires_epoch is text: htable cannot pack a BIGINT column.
 CREATE OR REPLACE VIEW reservation_routes AS
-SELECT r.uuid,
-       r.publisher_id,
-       CAST(UNIX_TIMESTAMP(r.expires_at) AS CHAR) AS expires_epoch,
-       t.sip_uri AS destination,
-       r.status
-FROM reservations r
-JOIN targets t ON t.id = r.target_id;
+SELECT uuid, publisher_id, CAST(UNIX_TIMESTAMP(expires_at) AS CHAR) AS expires_epoch, status
+FROM reservations;
 
 -- The reservations still dialable: loaded into Kamailio's htable at start.
 -- Its columns are packed into the htable value in this order.
 CREATE OR REPLACE VIEW live_reservation_routes AS
-SELECT r.uuid,
-       r.publisher_id,
-       CAST(UNIX_TIMESTAMP(r.expires_at) AS CHAR) AS expires_epoch,
-       t.sip_uri AS destination
-FROM reservations r
-JOIN targets t ON t.id = r.target_id
-WHERE r.status = 'reserved' AND r.expires_at > NOW();
+SELECT uuid, publisher_id, CAST(UNIX_TIMESTAMP(expires_at) AS CHAR) AS expires_epoch
+FROM reservations
+WHERE status IN ('reserved', 'confirmed') AND expires_at > NOW();
+
+-- ------------------------------------------------------ caps and confirming
+
+DELIMITER //
+
+-- The start (UTC) of the hour, day or month that a time zone is in now.
+-- Named zones need the server's time zone tables (the private database
+-- loads them); without them the period is taken in UTC.
+CREATE OR REPLACE FUNCTION rtb_period_start(p_zone VARCHAR(64), p_unit VARCHAR(5))
+RETURNS DATETIME NOT DETERMINISTIC NO SQL
+BEGIN
+  DECLARE v_zone VARCHAR(64) DEFAULT
+    IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', p_zone) IS NULL, '+00:00', p_zone);
+  DECLARE v_local DATETIME DEFAULT CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', v_zone);
+  RETURN CONVERT_TZ(CASE p_unit
+      WHEN 'hour' THEN DATE_FORMAT(v_local, '%Y-%m-%d %H:00:00')
+      WHEN 'day' THEN DATE_FORMAT(v_local, '%Y-%m-%d 00:00:00')
+      ELSE DATE_FORMAT(v_local, '%Y-%m-01 00:00:00') END, v_zone, '+00:00');
+END //
+
+DELIMITER ;
+
+-- What each target has taken: `live` holds its concurrency (confirmed and
+-- not expired, or a call not yet ended); the others count the calls and
+-- confirmations charged in the current hour, day and month of its zone.
+-- Read with the session time zone at UTC.
+CREATE OR REPLACE VIEW target_usage AS
+SELECT p.target_id,
+       COUNT(CASE WHEN r.status = 'confirmed' OR r.call_ended_at IS NULL THEN 1 END) AS live,
+       COUNT(CASE WHEN r.confirmed_at >= p.hour_start THEN 1 END) AS this_hour,
+       COUNT(CASE WHEN r.confirmed_at >= p.day_start THEN 1 END) AS today,
+       COUNT(CASE WHEN r.confirmed_at >= p.month_start THEN 1 END) AS this_month
+FROM (SELECT id AS target_id,
+             rtb_period_start(timezone, 'hour') AS hour_start,
+             rtb_period_start(timezone, 'day') AS day_start,
+             rtb_period_start(timezone, 'month') AS month_start
+      FROM targets) p
+LEFT JOIN reservations r
+  ON r.target_id = p.target_id
+ AND ((r.status = 'confirmed' AND r.expires_at > NOW())
+      OR (r.status = 'claimed' AND (r.call_ended_at IS NULL OR r.confirmed_at >= p.month_start)))
+GROUP BY p.target_id;
+
+DELIMITER //
+
+-- Confirm a reservation, charging a target's caps, and with p_claim also
+-- claim it for the call at hand. Targets are tried in the reservation's
+-- candidate order (only its own target without p_fallback); each is locked
+-- while its usage is counted, so concurrent confirms never overbook.
+-- p_result: confirmed, claimed, full, expired, used, foreign, not_found, no_target.
+-- A failed confirm (not a failed claim) leaves the reservation 'no-target'.
+CREATE OR REPLACE PROCEDURE rtb_confirm(
+  IN p_uuid CHAR(36), IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN, IN p_fallback BOOLEAN,
+  IN p_call_id VARCHAR(255), IN p_from VARCHAR(64),
+  OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_id BIGINT UNSIGNED;
+  DECLARE v_status VARCHAR(16);
+  DECLARE v_owner INT UNSIGNED;
+  DECLARE v_live BOOLEAN;
+  DECLARE v_list VARCHAR(255);
+  DECLARE v_candidate INT UNSIGNED;
+  DECLARE v_room BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+
+  SET p_result = NULL, p_destination = NULL;
+  SET time_zone = '+00:00';
+  -- Each count must see what the confirm holding the lock before us committed.
+  SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+  START TRANSACTION;
+  SELECT id, status, publisher_id, expires_at > NOW(), IF(p_fallback, candidates, target_id)
+    INTO v_id, v_status, v_owner, v_live, v_list
+    FROM reservations WHERE uuid = p_uuid FOR UPDATE;
+
+  SET p_result = CASE
+    WHEN v_id IS NULL THEN 'not_found'
+    WHEN p_publisher IS NOT NULL AND v_owner <> p_publisher THEN 'foreign'
+    WHEN v_status = 'claimed' THEN 'used'
+    WHEN v_status = 'no-target' THEN 'no_target'
+    WHEN NOT v_live THEN 'expired'
+    WHEN v_status = 'confirmed' AND NOT p_claim THEN 'confirmed'
+    ELSE NULL END;
+
+  -- Already confirmed: the call takes over the slot the confirmation holds.
+  IF p_result IS NULL AND v_status = 'confirmed' THEN
+    UPDATE reservations SET status = 'claimed', claimed_at = NOW(), call_id = p_call_id,
+           claimed_from = p_from WHERE id = v_id;
+    SET p_result = 'claimed';
+  END IF;
+
+  WHILE p_result IS NULL AND v_list <> '' DO
+    SET v_candidate = SUBSTRING_INDEX(v_list, ',', 1);
+    SET v_list = IF(LOCATE(',', v_list) > 0, SUBSTRING(v_list, LOCATE(',', v_list) + 1), '');
+    SET v_room = NULL;
+    SELECT enabled INTO v_room FROM targets WHERE id = v_candidate FOR UPDATE;
+    IF v_room THEN
+      SELECT (t.concurrency_cap IS NULL OR u.live < t.concurrency_cap)
+         AND (t.hourly_cap IS NULL OR u.this_hour < t.hourly_cap)
+         AND (t.daily_cap IS NULL OR u.today < t.daily_cap)
+         AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)
+        INTO v_room
+        FROM targets t JOIN target_usage u ON u.target_id = t.id WHERE t.id = v_candidate;
+    END IF;
+    IF v_room THEN
+      UPDATE reservations r JOIN targets t ON t.id = v_candidate
+         SET r.target_id = t.id, r.payout = t.payout, r.min_seconds = t.min_seconds,
+             r.confirmed_at = NOW(), r.status = IF(p_claim, 'claimed', 'confirmed'),
+             r.claimed_at = IF(p_claim, NOW(), NULL), r.call_id = p_call_id,
+             r.claimed_from = p_from
+       WHERE r.id = v_id;
+      SET p_result = IF(p_claim, 'claimed', 'confirmed');
+    END IF;
+  END WHILE;
+
+  IF p_result IS NULL THEN
+    SET p_result = 'full';
+    IF NOT p_claim THEN
+      UPDATE reservations SET status = 'no-target' WHERE id = v_id;
+    END IF;
+  END IF;
+  IF p_result = 'claimed' THEN
+    SELECT t.sip_uri INTO p_destination
+      FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
+  END IF;
+  COMMIT;
+END //
+
+DELIMITER ;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipcodes
 from flask import Flask, g
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +22,8 @@ def create_app(settings: Settings | None = None,
     app.extensions["rtb.sessions"] = sessions or make_sessionmaker(settings)
     errors.register(app)
     app.register_blueprint(api.bp)
+    # Load the ZIP code table now, in each worker, rather than on a first ping.
+    zipcodes.matching("10001")
 
     @app.teardown_appcontext
     def close_session(_error):

@@ -17,7 +17,7 @@ from app.models import Address, Campaign, PostbackKey, Publisher, Subscriber, Ta
 from app.phone import InvalidNumber, to_e164
 
 PUBLISHERS_GROUP = 1
-SIP_URI = re.compile(r"^sips?:[^\s,;]+(;[^\s,]+)?$")
+SIP_URI = re.compile(r"^sips?:([^\s@]+@)?[^\s@]+$")
 SIP_USERNAME = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 MAX_TTL = 86400
 
@@ -93,7 +93,7 @@ def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal
     _get(session, Campaign, campaign_id)
     if len(sip_uri) > 255 or not SIP_URI.match(sip_uri):
         raise ApiError(422, "invalid_sip_uri",
-                       f"{sip_uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060 (no commas)")
+                       f"{sip_uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
     if payout < 0 or min_seconds < 0:
         raise ApiError(422, "invalid_target", "payout and minimum seconds may not be negative")
     row = Target(campaign_id=campaign_id, sip_uri=sip_uri, payout=payout,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import text
 
-from app import reservations
+from app import pings, reservations
 from app.errors import ApiError
 from app.models import Reservation
 
@@ -16,7 +17,6 @@ bp = Blueprint("api", __name__)
 
 # Parameters with a meaning of their own; every other one becomes a tag.
 RESERVED_PARAMS = {"key", "caller_number"}
-DIALABLE = {"reserved", "confirmed"}
 
 
 def session():
@@ -52,8 +52,10 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rtb(reservation: Reservation) -> dict[str, Any]:
+def rtb(reservation: Reservation, shielded: bool = False) -> dict[str, Any]:
     status = reservations.status_of(reservation)
+    if status == "no-target":
+        return {"rtb": {"uuid": reservation.uuid, "status": status}}
     body = {
         "uuid": reservation.uuid,
         "status": status,
@@ -61,25 +63,26 @@ def rtb(reservation: Reservation) -> dict[str, Any]:
         "retreaver_seconds": reservation.min_seconds,
         "inbound_number": reservation.inbound_number,
     }
-    if status in DIALABLE:
+    if status in reservations.DIALABLE:
         body["sip_address"] = f"{reservation.uuid}@{current_app.config['RTB_SIP_DOMAIN']}"
     body["expires_at"] = iso(reservation.expires_at)
     body["caller_number"] = reservation.caller_number
+    if shielded:
+        body["retreaver_ping_shield"] = True
     return {"rtb": body}
 
 
 @bp.post("/rtbs.json")
 def ping():
+    started = time.perf_counter()
     values = params()
     db = session()
     key = reservations.authenticate(db, scalar(values, "key"))
-    caller = reservations.normalise_caller(scalar(values, "caller_number"))
     tags = {name: value for name, value in values.items() if name not in RESERVED_PARAMS}
-    outcome = reservations.reserve(db, key, caller, tags)
-    db.commit()
+    outcome = pings.ping(db, key, scalar(values, "caller_number"), tags, started)
     if isinstance(outcome, reservations.Rejection):
         return jsonify(rtb={"status": "rejected", "reason": outcome.reason})
-    return jsonify(rtb(outcome))
+    return jsonify(rtb(outcome.reservation, outcome.shielded))
 
 
 @bp.get("/rtbs/<uuid>.json")
@@ -87,6 +90,18 @@ def show(uuid: str):
     db = session()
     key = reservations.authenticate(db, scalar(request.args.to_dict(), "key"))
     return jsonify(rtb(reservations.find(db, key, uuid)))
+
+
+@bp.route("/rtbs/<uuid>.json", methods=["PUT", "PATCH"])
+def confirm(uuid: str):
+    values = params()
+    db = session()
+    key = reservations.authenticate(db, scalar(values, "key"))
+    if scalar(values, "status") != "confirmed":
+        raise ApiError(422, "invalid_status", "Send status=confirmed to confirm a reservation.")
+    reservation = reservations.find(db, key, uuid)
+    reservations.confirm(db, reservation)
+    return jsonify(rtb(reservation))
 
 
 @bp.get("/healthz")

@@ -17,6 +17,8 @@ def make_engine(settings: Settings) -> Engine:
         database_url(settings),
         pool_pre_ping=True,
         pool_recycle=3600,
+        # Each statement sees what concurrent requests committed before it.
+        isolation_level="READ COMMITTED",
         connect_args={
             "charset": "utf8mb4",
             "connect_timeout": 5,

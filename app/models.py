@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Numeric, String
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Numeric, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
@@ -41,6 +41,17 @@ class Target(Base):
     payout: Mapped[money]
     min_seconds: Mapped[int]
     enabled: Mapped[bool] = mapped_column(default=True)
+    priority: Mapped[int] = mapped_column(default=1)
+    weight: Mapped[int] = mapped_column(default=1)
+    concurrency_cap: Mapped[int | None]
+    hourly_cap: Mapped[int | None]
+    daily_cap: Mapped[int | None]
+    monthly_cap: Mapped[int | None]
+    hours: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    states: Mapped[str | None] = mapped_column(String(255))
+    zips: Mapped[str | None] = mapped_column(String(1024))
+    tag_rules: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
@@ -53,6 +64,10 @@ class PostbackKey(Base):
     publisher_id: Mapped[int] = mapped_column(ForeignKey("publishers.id"))
     ttl_seconds: Mapped[int] = mapped_column(default=60)
     inbound_number: Mapped[e164]
+    auto_confirm: Mapped[bool] = mapped_column(default=False)
+    duplicate_scope: Mapped[str] = mapped_column(String(8), default="key")
+    rate_limit: Mapped[int | None]
+    require_caller_number: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
@@ -70,11 +85,49 @@ class Reservation(Base):
     min_seconds: Mapped[int]
     tags: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="reserved")
+    candidates: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     call_id: Mapped[str | None] = mapped_column(String(255))
     claimed_from: Mapped[str | None] = mapped_column(String(64))
+    call_ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CallerReservation(Base):
+    """Ping Shield: the live reservation of a caller within a key or a campaign."""
+
+    __tablename__ = "caller_reservations"
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    caller_number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class KeyRateWindow(Base):
+    __tablename__ = "key_rate_windows"
+    key_id: Mapped[int] = mapped_column(ForeignKey("postback_keys.id"), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    pings: Mapped[int]
+
+
+class Ping(Base):
+    __tablename__ = "pings"
+    id: Mapped[intpk]
+    key_id: Mapped[int] = mapped_column(ForeignKey("postback_keys.id"))
+    created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP(3)")
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger)
+    duration_ms: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+
+
+# A view (schema.sql): what each target has taken against its caps.
+target_usage = Table(
+    "target_usage", Base.metadata,
+    Column("target_id", Integer, primary_key=True),
+    *(Column(name, BigInteger, nullable=False) for name in ("live", "this_hour", "today", "this_month")),
+)
 
 
 class Subscriber(Base):

@@ -1,31 +1,49 @@
-"""Pings become reservations; reading them back. Every function takes a Session."""
+"""Pings become reservations; confirming and reading them. Functions take a Session."""
 
 from __future__ import annotations
 
+import random
 import re
+import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app import notifier
+from app import notifier, targeting
 from app.credentials import key_hash
 from app.errors import ApiError
-from app.models import PostbackKey, Reservation, Target
+from app.models import (CallerReservation, KeyRateWindow, PostbackKey, Reservation, Target,
+                        target_usage)
 from app.phone import InvalidNumber, to_e164
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # How long Kamailio keeps a pushed reservation beyond its expiry, in seconds:
 # enough to answer a late dial with 410 rather than a database query.
 HTABLE_GRACE = 30
+DIALABLE = ("reserved", "confirmed")
+CANDIDATES_MAX = 255
+_UPSERT_WINDOW = text(
+    "INSERT INTO key_rate_windows (key_id, window_start, pings) VALUES (:key, :window, 1) "
+    "ON DUPLICATE KEY UPDATE pings = IF(window_start = VALUES(window_start), pings + 1, 1), "
+    "window_start = VALUES(window_start)")
+_LOCK_CALLER = text(
+    "INSERT INTO caller_reservations (scope, caller_number) VALUES (:scope, :caller) "
+    "ON DUPLICATE KEY UPDATE scope = scope")
 
 
 @dataclass(frozen=True)
 class Rejection:
     reason: str
+
+
+@dataclass(frozen=True)
+class Reserved:
+    reservation: Reservation
+    shielded: bool = False
 
 
 def utcnow() -> datetime:
@@ -41,8 +59,10 @@ def authenticate(session: Session, key: str | None) -> PostbackKey:
     return found
 
 
-def normalise_caller(raw: str | None) -> str | None:
+def normalise_caller(raw: str | None, key: PostbackKey) -> str | None:
     if raw is None or raw == "":
+        if key.require_caller_number:
+            raise ApiError(422, "missing_caller_number", "This key requires `caller_number`.")
         return None
     try:
         return to_e164(raw)
@@ -50,40 +70,101 @@ def normalise_caller(raw: str | None) -> str | None:
         raise ApiError(422, "invalid_caller_number", str(error)) from None
 
 
-def best_target(session: Session, campaign_id: int) -> Target | None:
-    return session.scalar(
-        select(Target)
+def check_rate(session: Session, key: PostbackKey) -> None:
+    """Count this ping in the key's current second; the row lock keeps the count exact."""
+    if key.rate_limit is None:
+        return
+    session.execute(_UPSERT_WINDOW, {"key": key.id, "window": int(time.time())})
+    if session.get(KeyRateWindow, key.id, populate_existing=True).pings > key.rate_limit:
+        raise ApiError(429, "rate_limited", f"This key may ping {key.rate_limit} times a second.",
+                       {"Retry-After": "1"})
+
+
+def _shield(session: Session, key: PostbackKey, caller: str) -> CallerReservation:
+    """The caller's row in the key's (or campaign's) scope, locked until commit."""
+    scope = f"k{key.id}" if key.duplicate_scope == "key" else f"c{key.campaign_id}"
+    session.execute(_LOCK_CALLER, {"scope": scope, "caller": caller})
+    return session.scalars(
+        select(CallerReservation)
+        .where(CallerReservation.scope == scope, CallerReservation.caller_number == caller)
+        .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def _eligible(session: Session, campaign_id: int) -> tuple[list[Target], dict[int, targeting.Usage]]:
+    rows = session.execute(
+        select(Target, target_usage.c.live, target_usage.c.this_hour, target_usage.c.today,
+               target_usage.c.this_month)
+        .join(target_usage, target_usage.c.target_id == Target.id)
         .where(Target.campaign_id == campaign_id, Target.enabled.is_(True))
-        .order_by(Target.payout.desc(), Target.id)
-        .limit(1)
-    )
+    ).all()
+    return [r[0] for r in rows], {r[0].id: targeting.Usage(*r[1:]) for r in rows}
 
 
-def reserve(session: Session, key: PostbackKey, caller_number: str | None,
-            tags: dict[str, Any]) -> Reservation | Rejection:
-    """Reserve the campaign's best target for this caller; Kamailio hears of it after commit."""
-    target = best_target(session, key.campaign_id)
-    if target is None:
-        return Rejection("no_target")
-    now = utcnow()
+def _candidates(ranked: list[Target]) -> str:
+    ids = ""
+    for target in ranked:
+        more = f"{ids},{target.id}" if ids else str(target.id)
+        if len(more) > CANDIDATES_MAX:
+            break
+        ids = more
+    return ids
+
+
+def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags: dict[str, Any],
+            rng: random.Random | None = None) -> Reserved | Rejection:
+    """Reserve the best eligible target for this caller, or say why none.
+
+    A caller with a live reservation in the key's duplicate scope gets that
+    one back; Kamailio hears of a new reservation after commit.
+    """
+    check_rate(session, key)
+    shield = _shield(session, key, caller_number) if caller_number else None
+    if shield is not None and shield.reservation_id is not None:
+        earlier = session.get(Reservation, shield.reservation_id)
+        if earlier.status in DIALABLE and earlier.expires_at > utcnow():
+            return Reserved(earlier, shielded=True)
+        if earlier.status == "claimed" and earlier.call_ended_at is None:
+            return Rejection("duplicate")
+    targets, usage = _eligible(session, key.campaign_id)
+    caller = targeting.caller_of(caller_number, tags)
+    ranked, reason = targeting.choose(targets, usage, caller, datetime.now(UTC), rng or random)
+    if reason:
+        return Rejection(reason)
+    best, now = ranked[0], utcnow()
     reservation = Reservation(
         uuid=str(uuidlib.uuid4()), key_id=key.id, publisher_id=key.publisher_id,
-        campaign_id=key.campaign_id, target_id=target.id, caller_number=caller_number,
-        inbound_number=key.inbound_number, payout=target.payout, min_seconds=target.min_seconds,
-        tags=tags, status="reserved", created_at=now,
+        campaign_id=key.campaign_id, target_id=best.id, caller_number=caller_number,
+        inbound_number=key.inbound_number, payout=best.payout, min_seconds=best.min_seconds,
+        tags=tags, status="reserved", candidates=_candidates(ranked), created_at=now,
         expires_at=now + timedelta(seconds=key.ttl_seconds),
     )
     session.add(reservation)
     session.flush()
-    notifier.queue(session, "htable.setxs", "rsv", reservation.uuid,
-                   htable_value(reservation, target), key.ttl_seconds + HTABLE_GRACE)
-    return reservation
+    if shield is not None:
+        shield.reservation_id = reservation.id
+    notifier.queue(session, "htable.setxs", "rsv", reservation.uuid, htable_value(reservation),
+                   key.ttl_seconds + HTABLE_GRACE)
+    return Reserved(reservation)
 
 
-def htable_value(reservation: Reservation, target: Target) -> str:
+def htable_value(reservation: Reservation) -> str:
     """The value Kamailio's rsv htable holds, as live_reservation_routes packs it."""
     expires = int(reservation.expires_at.replace(tzinfo=UTC).timestamp())
-    return f"{reservation.publisher_id},{expires},{target.sip_uri}"
+    return f"{reservation.publisher_id},{expires}"
+
+
+def confirm(session: Session, reservation: Reservation, fallback: bool = False) -> str:
+    """Charge a target's caps for a committed reservation (rtb_confirm decides, under lock).
+
+    Without fallback only the reserved target is tried. Returns rtb_confirm's
+    result; the reservation is refreshed to its new state.
+    """
+    with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("CALL rtb_confirm(:uuid, NULL, FALSE, :fallback, NULL, NULL, @r, @d)"),
+                     {"uuid": reservation.uuid, "fallback": fallback})
+        result = conn.scalar(text("SELECT @r"))
+    session.refresh(reservation)
+    return result
 
 
 def find(session: Session, key: PostbackKey, uuid: str) -> Reservation:
@@ -98,6 +179,6 @@ def find(session: Session, key: PostbackKey, uuid: str) -> Reservation:
 
 
 def status_of(reservation: Reservation, now: datetime | None = None) -> str:
-    if reservation.status == "reserved" and reservation.expires_at <= (now or utcnow()):
+    if reservation.status in DIALABLE and reservation.expires_at <= (now or utcnow()):
         return "expired"
     return reservation.status

@@ -86,11 +86,12 @@ def test_mistakes_print_one_line_and_exit_1(rtbctl, args, message):
     assert "Traceback" not in done.stderr
 
 
-def test_a_target_uri_with_a_comma_is_refused(rtbctl):
-    campaign = as_json(rtbctl("campaign", "add", "comma-campaign", "--json"))
-    done = rtbctl("target", "add", str(campaign["id"]), "--sip-uri", "sip:a@h,b", "--payout", "1",
+@pytest.mark.parametrize("uri", ["http://buyer.example", "sip:buyer @host", "buyer@host"])
+def test_a_target_uri_that_is_not_sip_is_refused(rtbctl, uri):
+    campaign = as_json(rtbctl("campaign", "add", f"bad-uri-{len(uri)}-{uri[:3]}", "--json"))
+    done = rtbctl("target", "add", str(campaign["id"]), "--sip-uri", uri, "--payout", "1",
                   "--min-seconds", "1", ok=False)
-    assert done.returncode == 1 and "no commas" in done.stderr
+    assert done.returncode == 1 and "is not a SIP URI" in done.stderr
 
 
 def test_a_sip_user_of_another_publisher_cannot_be_taken_over(rtbctl):

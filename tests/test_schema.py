@@ -15,10 +15,12 @@ KAMAILIO_TABLE_VERSIONS = {"version": 1, "subscriber": 7, "address": 6}
 def test_the_models_match_schema_sql(sessions):
     with sessions() as db:
         inspector = inspect(db.connection())
+        views = set(inspector.get_view_names())
         for table in Base.metadata.sorted_tables:
             columns = {c["name"]: c for c in inspector.get_columns(table.name)}
             assert set(columns) == {c.name for c in table.columns}, table.name
-            for column in table.columns:
+            # MariaDB reports every column of a grouped view as nullable.
+            for column in [] if table.name in views else table.columns:
                 assert columns[column.name]["nullable"] == column.nullable, \
                     f"{table.name}.{column.name} nullability"
 
@@ -41,6 +43,7 @@ def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database):
     "UPDATE subscriber SET ha1 = 'x'",
     "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (1, '10.0.0.1', 32, 0, 'x')",
     "UPDATE reservations SET payout = 0",
+    "UPDATE reservations SET status = 'claimed'",
     "DELETE FROM reservations",
 ])
 def test_kamailio_may_not_write_what_the_app_owns(database, statement):
@@ -50,12 +53,13 @@ def test_kamailio_may_not_write_what_the_app_owns(database, statement):
     engine.dispose()
 
 
-def test_kamailio_may_claim_a_reservation(database):
+def test_kamailio_may_claim_through_rtb_confirm_and_end_calls(database):
     engine = create_engine(kamailio_url(database))
     with engine.connect() as kamailio:
+        kamailio.execute(text("CALL rtb_confirm('none', 1, TRUE, TRUE, 'c', '127.0.0.1', @r, @d)"))
+        assert kamailio.scalar(text("SELECT @r")) == "not_found"
         kamailio.execute(text(
-            "UPDATE reservations SET status = 'claimed', claimed_at = NOW(), call_id = 'c', "
-            "claimed_from = '127.0.0.1' WHERE uuid = 'none' AND status = 'reserved'"))
+            "UPDATE reservations SET call_ended_at = NOW() WHERE uuid = 'none' AND call_ended_at IS NULL"))
         kamailio.rollback()
     engine.dispose()
 

@@ -18,16 +18,17 @@ from app.stack.process import Service
 DATABASE = "rtb"
 SCHEMA = PROJECT_DIR / "schema.sql"
 
-# What Kamailio may touch: read its tables and the routing views, and claim
-# a reservation by updating only the columns the claim writes.
+# What Kamailio may touch: read its tables and the routing views, claim
+# through rtb_confirm(), and mark when a call ended.
 KAMAILIO_GRANTS = """
 GRANT SELECT ON {db}.version TO {user};
 GRANT SELECT ON {db}.subscriber TO {user};
 GRANT SELECT ON {db}.address TO {user};
 GRANT SELECT ON {db}.reservation_routes TO {user};
 GRANT SELECT ON {db}.live_reservation_routes TO {user};
-GRANT SELECT (uuid, publisher_id, status, expires_at) ON {db}.reservations TO {user};
-GRANT UPDATE (status, claimed_at, call_id, claimed_from) ON {db}.reservations TO {user};
+GRANT SELECT (uuid, call_ended_at) ON {db}.reservations TO {user};
+GRANT UPDATE (call_ended_at) ON {db}.reservations TO {user};
+GRANT EXECUTE ON PROCEDURE {db}.rtb_confirm TO {user};
 """
 
 
@@ -96,8 +97,17 @@ class PrivateMariaDB:
             f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4;{users}"
             f"GRANT ALL ON {DATABASE}.* TO 'rtb'@'127.0.0.1';"
         )
+        self._load_time_zones()
         self.root_sql(SCHEMA.read_text(), database=DATABASE)
         self.root_sql(KAMAILIO_GRANTS.format(db=DATABASE, user="'kamailio'@'127.0.0.1'"))
+
+    def _load_time_zones(self) -> None:
+        """Named zones for targets' business hours and caps (CONVERT_TZ), once."""
+        if self.root_sql("SELECT COUNT(*) FROM mysql.time_zone_name").strip() != "0":
+            return
+        zones = subprocess.run(["mariadb-tzinfo-to-sql", "/usr/share/zoneinfo"],
+                               capture_output=True, text=True, check=True).stdout
+        self.root_sql(zones, database="mysql")
 
     def root_sql(self, sql: str, database: str | None = None) -> str:
         argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "--batch", "--skip-column-names"]

@@ -1,0 +1,62 @@
+"""A ping from start to answer, and the ping log: what each ping answered and why."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import reservations
+from app.errors import ApiError
+from app.models import Ping, PostbackKey
+from app.reservations import Rejection, Reserved
+
+
+def ping(session: Session, key: PostbackKey, caller_number: str | None, tags: dict[str, Any],
+         started: float) -> Reserved | Rejection:
+    """Reserve (and, for auto-confirm keys, confirm), log the ping, commit."""
+    try:
+        caller = reservations.normalise_caller(caller_number, key)
+        outcome = reservations.reserve(session, key, caller, tags)
+    except ApiError as error:
+        session.rollback()
+        record(session, key, error.code, started)
+        session.commit()
+        raise
+    if isinstance(outcome, Reserved) and key.auto_confirm and not outcome.shielded:
+        session.commit()
+        if reservations.confirm(session, outcome.reservation, fallback=True) != "confirmed":
+            outcome = Rejection("capped")
+    record(session, key, outcome, started)
+    session.commit()
+    return outcome
+
+
+def record(session: Session, key: PostbackKey, outcome: Reserved | Rejection | str,
+           started: float) -> None:
+    """Log one ping: a reservation, a rejection, or the code of the error it got."""
+    if isinstance(outcome, Reserved):
+        kind, reason = ("duplicate", None) if outcome.shielded else (outcome.reservation.status, None)
+        reservation_id = outcome.reservation.id
+    elif isinstance(outcome, Rejection):
+        kind, reason, reservation_id = "rejected", outcome.reason, None
+    else:
+        kind, reason, reservation_id = "error", outcome, None
+    session.add(Ping(key_id=key.id, outcome=kind, reason=reason, reservation_id=reservation_id,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 3)))
+
+
+def summary(session: Session, key_ids: list[int], since: datetime) -> list[dict]:
+    """Counts by outcome and reason, with their average and slowest time, newest pings first."""
+    rows = session.execute(
+        select(Ping.outcome, Ping.reason, func.count(), func.avg(Ping.duration_ms),
+               func.max(Ping.duration_ms))
+        .where(Ping.key_id.in_(key_ids), Ping.created_at >= since)
+        .group_by(Ping.outcome, Ping.reason)
+        .order_by(func.count().desc())
+    ).all()
+    return [{"outcome": o, "reason": r, "pings": n, "avg_ms": round(float(a), 3),
+             "max_ms": float(m)} for o, r, n, a, m in rows]
