@@ -193,40 +193,29 @@ WHERE status IN ('reserved', 'confirmed') AND expires_at > NOW();
 
 -- ------------------------------------------------------ caps and confirming
 
-DELIMITER //
-
--- The start (UTC) of the hour, day or month that a time zone is in now.
--- Named zones need the server's time zone tables (the private database
--- loads them); without them the period is taken in UTC.
-CREATE OR REPLACE FUNCTION rtb_period_start(p_zone VARCHAR(64), p_unit VARCHAR(5))
-RETURNS DATETIME NOT DETERMINISTIC NO SQL
-BEGIN
-  DECLARE v_zone VARCHAR(64) DEFAULT
-    IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', p_zone) IS NULL, '+00:00', p_zone);
-  DECLARE v_local DATETIME DEFAULT CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', v_zone);
-  RETURN CONVERT_TZ(CASE p_unit
-      WHEN 'hour' THEN DATE_FORMAT(v_local, '%Y-%m-%d %H:00:00')
-      WHEN 'day' THEN DATE_FORMAT(v_local, '%Y-%m-%d 00:00:00')
-      ELSE DATE_FORMAT(v_local, '%Y-%m-01 00:00:00') END, v_zone, '+00:00');
-END //
-
-DELIMITER ;
-
 -- What each target has taken: `live` holds its concurrency (confirmed and
 -- not expired, or a call not yet ended); the others count the calls and
--- confirmations charged in the current hour, day and month of its zone.
--- Read with the session time zone at UTC.
+-- confirmations charged in the current hour, day and month of its time zone
+-- (named zones need the server's time zone tables, which the private
+-- database loads; without them periods are taken in UTC). Read with the
+-- session time zone at UTC. No stored function here: a statement calling
+-- one reads with shared locks, and pings must not lock reservations.
 CREATE OR REPLACE VIEW target_usage AS
 SELECT p.target_id,
-       COUNT(CASE WHEN r.status = 'confirmed' OR r.call_ended_at IS NULL THEN 1 END) AS live,
+       COUNT(CASE WHEN r.status = 'confirmed' OR (r.status = 'claimed' AND r.call_ended_at IS NULL)
+                  THEN 1 END) AS live,
        COUNT(CASE WHEN r.confirmed_at >= p.hour_start THEN 1 END) AS this_hour,
        COUNT(CASE WHEN r.confirmed_at >= p.day_start THEN 1 END) AS today,
        COUNT(CASE WHEN r.confirmed_at >= p.month_start THEN 1 END) AS this_month
-FROM (SELECT id AS target_id,
-             rtb_period_start(timezone, 'hour') AS hour_start,
-             rtb_period_start(timezone, 'day') AS day_start,
-             rtb_period_start(timezone, 'month') AS month_start
-      FROM targets) p
+FROM (SELECT target_id,
+             CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d %H:00:00'), zone, '+00:00') AS hour_start,
+             CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d 00:00:00'), zone, '+00:00') AS day_start,
+             CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-01 00:00:00'), zone, '+00:00') AS month_start
+      FROM (SELECT target_id, zone, CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', zone) AS local_now
+            FROM (SELECT id AS target_id,
+                         IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', timezone) IS NULL,
+                            '+00:00', timezone) AS zone
+                  FROM targets) zones) clocks) p
 LEFT JOIN reservations r
   ON r.target_id = p.target_id
  AND ((r.status = 'confirmed' AND r.expires_at > NOW())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import notifier
+from app import notifier, targeting
 from app.credentials import ha1, key_hash, new_postback_key
 from app.errors import ApiError
 from app.models import Address, Campaign, PostbackKey, Publisher, Subscriber, Target
@@ -88,36 +90,126 @@ def set_sip_user(session: Session, publisher_id: int, username: str, password: s
     return row
 
 
+TARGET_RULES = ("priority", "weight", "concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap",
+                "hours", "timezone", "states", "zips", "tag_rules", "enabled")
+
+
+def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
+    """Validate target settings; '' clears hours, states and zips, None clears a cap."""
+    unknown = set(rules) - set(TARGET_RULES)
+    if unknown:
+        raise ApiError(422, "invalid_target", f"unknown settings: {', '.join(sorted(unknown))}")
+    for name in ("priority", "weight", "concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap"):
+        if rules.get(name) is not None and rules[name] < (1 if name == "weight" else 0):
+            raise ApiError(422, "invalid_target", f"{name} may not be below {1 if name == 'weight' else 0}")
+    for name in ("hours", "states", "zips"):
+        if rules.get(name) == "":
+            rules[name] = None
+    try:
+        if rules.get("hours"):
+            targeting.parse_hours(rules["hours"])
+        if "timezone" in rules:
+            ZoneInfo(rules["timezone"])
+    except (ValueError, ZoneInfoNotFoundError) as error:
+        raise ApiError(422, "invalid_target", str(error)) from None
+    if rules.get("states"):
+        codes = [targeting.state_code(s) for s in targeting.split_list(rules["states"])]
+        if None in codes:
+            raise ApiError(422, "invalid_target", f"unknown US state in {rules['states']!r}")
+        rules["states"] = ",".join(codes)
+    if rules.get("zips"):
+        zips = targeting.split_list(rules["zips"])
+        if not all(z.isdigit() and 1 <= len(z) <= 5 for z in zips):
+            raise ApiError(422, "invalid_target", "ZIP prefixes are 1 to 5 digits")
+        rules["zips"] = ",".join(zips)
+    return rules
+
+
 def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal,
-               min_seconds: int) -> Target:
+               min_seconds: int, **rules: Any) -> Target:
     _get(session, Campaign, campaign_id)
-    if len(sip_uri) > 255 or not SIP_URI.match(sip_uri):
-        raise ApiError(422, "invalid_sip_uri",
-                       f"{sip_uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
-    if payout < 0 or min_seconds < 0:
-        raise ApiError(422, "invalid_target", "payout and minimum seconds may not be negative")
-    row = Target(campaign_id=campaign_id, sip_uri=sip_uri, payout=payout,
-                 min_seconds=min_seconds, enabled=True)
+    row = Target(campaign_id=campaign_id, enabled=True)
     session.add(row)
+    return edit_target(session, row, sip_uri=sip_uri, payout=payout, min_seconds=min_seconds,
+                       **rules)
+
+
+def edit_target(session: Session, target: Target | int, sip_uri: str | None = None,
+                payout: Decimal | None = None, min_seconds: int | None = None,
+                **rules: Any) -> Target:
+    """Change what is given; caps and rules apply from the next ping or confirm."""
+    row = target if isinstance(target, Target) else _get(session, Target, target)
+    if sip_uri is not None:
+        if len(sip_uri) > 255 or not SIP_URI.match(sip_uri):
+            raise ApiError(422, "invalid_sip_uri",
+                           f"{sip_uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
+        row.sip_uri = sip_uri
+    if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
+        raise ApiError(422, "invalid_target", "payout and minimum seconds may not be negative")
+    row.payout = row.payout if payout is None else payout
+    row.min_seconds = row.min_seconds if min_seconds is None else min_seconds
+    for name, value in _check_rules(rules).items():
+        setattr(row, name, value)
     session.flush()
     return row
 
 
-def add_key(session: Session, campaign_id: int, publisher_id: int, ttl: int = 60,
-            inbound_number: str | None = None) -> tuple[PostbackKey, str]:
+def list_targets(session: Session, campaign_id: int | None = None) -> list[Target]:
+    query = select(Target).order_by(Target.campaign_id, Target.id)
+    if campaign_id is not None:
+        query = query.where(Target.campaign_id == campaign_id)
+    return list(session.scalars(query))
+
+
+KEY_SETTINGS = ("ttl", "inbound_number", "auto_confirm", "duplicate_scope", "rate_limit",
+                "require_caller_number")
+
+
+def add_key(session: Session, campaign_id: int, publisher_id: int,
+            **settings: Any) -> tuple[PostbackKey, str]:
     """A new postback key; the key itself is returned once and only its hash is kept."""
     _get(session, Campaign, campaign_id)
     _get(session, Publisher, publisher_id)
-    if not 1 <= ttl <= MAX_TTL:
-        raise ApiError(422, "invalid_ttl", f"the TTL is 1 to {MAX_TTL} seconds")
-    if inbound_number is not None:
-        try:
-            inbound_number = to_e164(inbound_number)
-        except InvalidNumber as error:
-            raise ApiError(422, "invalid_inbound_number", str(error)) from None
     key = new_postback_key()
     row = PostbackKey(key_hash=key_hash(key), key_prefix=key[:8], campaign_id=campaign_id,
-                      publisher_id=publisher_id, ttl_seconds=ttl, inbound_number=inbound_number)
+                      publisher_id=publisher_id)
     session.add(row)
+    return edit_key(session, row, **{"ttl": 60, **settings}), key
+
+
+def find_key(session: Session, ref: str) -> PostbackKey:
+    """A key by its id, its first characters (as shown by `key list`) or the whole key."""
+    if ref.isdigit():
+        return _get(session, PostbackKey, int(ref))
+    if len(ref) > 8:
+        found = list(session.scalars(select(PostbackKey).where(PostbackKey.key_hash == key_hash(ref))))
+    else:
+        found = list(session.scalars(select(PostbackKey).where(PostbackKey.key_prefix.startswith(ref))))
+    if len(found) != 1:
+        raise ApiError(404, "not_found", f"no single key with id or prefix {ref!r}")
+    return found[0]
+
+
+def edit_key(session: Session, key: PostbackKey, **settings: Any) -> PostbackKey:
+    unknown = set(settings) - set(KEY_SETTINGS)
+    if unknown:
+        raise ApiError(422, "invalid_key_setting", f"unknown settings: {', '.join(sorted(unknown))}")
+    if "ttl" in settings:
+        if not 1 <= settings["ttl"] <= MAX_TTL:
+            raise ApiError(422, "invalid_ttl", f"the TTL is 1 to {MAX_TTL} seconds")
+        key.ttl_seconds = settings.pop("ttl")
+    if settings.get("inbound_number"):
+        try:
+            settings["inbound_number"] = to_e164(settings["inbound_number"])
+        except InvalidNumber as error:
+            raise ApiError(422, "invalid_inbound_number", str(error)) from None
+    if settings.get("duplicate_scope", "key") not in ("key", "campaign"):
+        raise ApiError(422, "invalid_key_setting", "the duplicate scope is key or campaign")
+    if settings.get("rate_limit") is not None and settings["rate_limit"] < 1:
+        raise ApiError(422, "invalid_key_setting", "a rate limit is at least 1 ping a second")
+    if "inbound_number" in settings:
+        settings["inbound_number"] = settings["inbound_number"] or None
+    for name, value in settings.items():
+        setattr(key, name, value)
     session.flush()
-    return row, key
+    return key

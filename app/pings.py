@@ -27,7 +27,6 @@ def ping(session: Session, key: PostbackKey, caller_number: str | None, tags: di
         session.commit()
         raise
     if isinstance(outcome, Reserved) and key.auto_confirm and not outcome.shielded:
-        session.commit()
         if reservations.confirm(session, outcome.reservation, fallback=True) != "confirmed":
             outcome = Rejection("capped")
     record(session, key, outcome, started)

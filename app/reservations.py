@@ -154,11 +154,14 @@ def htable_value(reservation: Reservation) -> str:
 
 
 def confirm(session: Session, reservation: Reservation, fallback: bool = False) -> str:
-    """Charge a target's caps for a committed reservation (rtb_confirm decides, under lock).
+    """Charge a target's caps for a reservation (rtb_confirm decides, under lock).
 
-    Without fallback only the reserved target is tried. Returns rtb_confirm's
-    result; the reservation is refreshed to its new state.
+    Commits the session first. Without fallback only the reserved target is
+    tried. Returns rtb_confirm's result; the reservation is refreshed.
     """
+    # End the session's transaction first, so its connection goes back to the
+    # pool: a request never holds two while it waits for the target's lock.
+    session.commit()
     with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("CALL rtb_confirm(:uuid, NULL, FALSE, :fallback, NULL, NULL, @r, @d)"),
                      {"uuid": reservation.uuid, "fallback": fallback})

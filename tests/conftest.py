@@ -18,7 +18,7 @@ from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
-from tests.sip import free_port
+from tests.sip import Buyer, free_port
 
 SIP_DOMAIN = "sip.rtb.test"
 
@@ -103,6 +103,20 @@ def workdir(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def buyers(workdir):
+    """Start SIPp buyers (UAS) for a test; they are stopped after it."""
+    started = []
+
+    def start(calls: int = 1) -> Buyer:
+        started.append(Buyer(workdir, calls=calls))
+        return started[-1]
+
+    yield start
+    for b in started:
+        b.stop()
+
+
 _loopback = itertools.count(2)
 
 
@@ -115,31 +129,45 @@ def next_loopback() -> str:
 @dataclass
 class Market:
     key: str
+    key_id: int
     publisher_id: int
     campaign_id: int
-    target_id: int
+    target_ids: list[int]
     ip: str | None
+
+    @property
+    def target_id(self) -> int:
+        return self.target_ids[0]
 
 
 @pytest.fixture
 def market(sessions):
-    """Make a publisher (whitelisted on a fresh loopback IP), a campaign with one
-    target and a postback key; each call makes a new, independent set."""
+    """Make a publisher (whitelisted on a fresh loopback IP), a campaign with its
+    targets and a postback key; each call makes a new, independent set.
 
-    def make(target_uri: str = "sip:buyer@127.0.0.1:9", *, ttl: int = 60, payout: str = "12.5",
-             min_seconds: int = 60, inbound_number: str | None = None, whitelist: bool = True,
-             publisher_id: int | None = None) -> Market:
+    `targets` is a list of admin.add_target keyword sets; without it the
+    campaign has one target at `target_uri`. Other keywords are key settings.
+    """
+
+    def make(target_uri: str = "sip:buyer@127.0.0.1:9", *, payout: str = "12.5",
+             min_seconds: int = 60, targets: list[dict] | None = None, whitelist: bool = True,
+             publisher_id: int | None = None, campaign_id: int | None = None,
+             **key_settings) -> Market:
         suffix = uuid.uuid4().hex[:10]
+        targets = targets or [{"sip_uri": target_uri, "payout": payout, "min_seconds": min_seconds}]
         with sessions() as db:
             if publisher_id is None:
                 publisher_id = admin.add_publisher(db, f"publisher-{suffix}").id
             ip = next_loopback() if whitelist else None
             if ip:
                 admin.allow_ip(db, publisher_id, f"{ip}/32")
-            campaign = admin.add_campaign(db, f"campaign-{suffix}")
-            target = admin.add_target(db, campaign.id, target_uri, Decimal(payout), min_seconds)
-            key_row, key = admin.add_key(db, campaign.id, publisher_id, ttl, inbound_number)
+            if campaign_id is None:
+                campaign_id = admin.add_campaign(db, f"campaign-{suffix}").id
+            target_ids = [admin.add_target(db, campaign_id, **{
+                "sip_uri": "sip:buyer@127.0.0.1:9", "min_seconds": 60, **t,
+                "payout": Decimal(str(t.get("payout", "12.5")))}).id for t in targets]
+            key_row, key = admin.add_key(db, campaign_id, publisher_id, **key_settings)
             db.commit()
-            return Market(key, publisher_id, campaign.id, target.id, ip)
+            return Market(key, key_row.id, publisher_id, campaign_id, target_ids, ip)
 
     return make

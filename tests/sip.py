@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +24,12 @@ SDP = """
       a=rtpmap:0 PCMU/8000"""
 DIALOG = """
       From: <sip:publisher@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[domain]>{to_tag}
+      To: <sip:[field0]@[domain]>{to_tag}
       Call-ID: [call_id]
       CSeq: {cseq} {method}"""
 
 
-def _request(method: str, cseq: int, *, uri: str = "sip:[service]@[domain]", to_tag: str = "",
+def _request(method: str, cseq: int, *, uri: str = "sip:[field0]@[domain]", to_tag: str = "",
              extra: str = "", body: str = "") -> str:
     dialog = DIALOG.format(to_tag=to_tag, cseq=cseq, method=method)
     content = "\n      Content-Type: application/sdp\n      Content-Length: [len]" if body else \
@@ -111,6 +112,15 @@ class Buyer:
     def received(self) -> str:
         return self.messages.read_text(errors="replace") if self.messages.exists() else ""
 
+    def messages_wait_for(self, uuid: str, timeout: float = 10) -> bool:
+        """Wait until the INVITE for this reservation has reached the buyer."""
+        deadline = time.monotonic() + timeout
+        while f"X-RTB-Reservation: {uuid}" not in self.received():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 @dataclass
 class Dial:
@@ -120,19 +130,25 @@ class Dial:
     failed: int
 
 
-def dial(workdir: Path, edge: tuple[str, int], uuid: str, *, source_ip: str = "127.0.0.1",
+def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
+         source_ip: str = "127.0.0.1",
          domain: str | None = None, user: str | None = None, password: str | None = None,
          refused_with: int | None = None, hold_ms: int = 200, calls: int = 1,
          rate: int = 10, transport: str = "u1") -> Dial:
-    """Run SIPp as a publisher: rc 0 when every call went as the scenario expects."""
+    """Run SIPp as a publisher: rc 0 when every call went as the scenario expects.
+
+    With a list of uuids, call i dials uuids[i] (SIPp's -inf injection file)."""
     auth = user is not None
+    uuids = [uuid] * calls if isinstance(uuid, str) else uuid
+    injection = workdir / f"uuids-{free_port()}.csv"
+    injection.write_text("SEQUENTIAL\n" + "".join(f"{u};\n" for u in uuids))
     scenario = workdir / f"publisher-{'auth' if auth else 'ip'}-{refused_with or 'call'}.xml"
     scenario.write_text(publisher_scenario(auth=auth, refused_with=refused_with))
     port = free_port(source_ip)
     errors = workdir / f"publisher-{port}.err"
-    argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-s", uuid,
+    argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),
             "-key", "domain", domain or edge[0], "-i", source_ip, "-p", str(port),
-            "-mp", str(free_port(source_ip)), "-t", transport, "-m", str(calls),
+            "-mp", str(free_port(source_ip)), "-t", transport, "-m", str(len(uuids)),
             "-r", str(rate), "-d", str(hold_ms), "-timeout", "30s", "-timeout_error",
             "-nostdin", "-trace_err", "-error_file", str(errors)]
     if auth:

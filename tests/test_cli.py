@@ -106,3 +106,70 @@ def test_a_second_publisher_with_the_same_name_is_refused(rtbctl):
     rtbctl("publisher", "add", "twice")
     done = rtbctl("publisher", "add", "twice", ok=False)
     assert done.returncode == 1 and "exists" in done.stderr
+
+
+def test_a_target_takes_every_rule_and_edit_changes_only_what_is_given(rtbctl):
+    campaign = str(as_json(rtbctl("campaign", "add", "rules-campaign", "--json"))["id"])
+    made = as_json(rtbctl(
+        "target", "add", campaign, "--sip-uri", "sip:buyer@127.0.0.1:5999", "--payout", "20",
+        "--min-seconds", "90", "--priority", "2", "--weight", "3", "--concurrency-cap", "5",
+        "--hourly-cap", "10", "--daily-cap", "50", "--monthly-cap", "900",
+        "--hours", "mon-fri 09:00-17:00", "--timezone", "America/New_York",
+        "--states", "ca,tx", "--zips", "902,100", "--tag", "insured=yes,y", "--json"))
+    assert made["states"] == "CA,TX" and made["tags"] == {"insured": ["yes", "y"]}
+    assert (made["concurrency_cap"], made["monthly_cap"], made["weight"]) == (5, 900, 3)
+    edited = as_json(rtbctl("target", "edit", str(made["id"]), "--payout", "25",
+                            "--concurrency-cap", "none", "--hours", "", "--tag", "age=65",
+                            "--json"))
+    assert edited["payout"] == 25.0 and edited["concurrency_cap"] is None
+    assert edited["hours"] is None and edited["timezone"] == "America/New_York"
+    assert edited["tags"] == {"insured": ["yes", "y"], "age": ["65"]}
+    assert edited["daily_cap"] == 50
+    disabled = as_json(rtbctl("target", "disable", str(made["id"]), "--json"))
+    assert disabled["enabled"] is False
+    listed = as_json(rtbctl("target", "list", campaign, "--json"))
+    assert [t["id"] for t in listed] == [made["id"]]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--hours", "weekdays 9-5", "is not like"),
+    ("--timezone", "Mars/Olympus", "Mars/Olympus"),
+    ("--states", "CA,XX", "unknown US state"),
+    ("--zips", "9021a", "ZIP prefixes"),
+    ("--weight", "0", "weight may not be below 1"),
+])
+def test_a_bad_target_rule_is_refused(rtbctl, option, value, message):
+    campaign = str(as_json(rtbctl("campaign", "add", f"bad-{option}", "--json"))["id"])
+    done = rtbctl("target", "add", campaign, "--sip-uri", "sip:b@127.0.0.1", "--payout", "1",
+                  "--min-seconds", "1", option, value, ok=False)
+    assert done.returncode in (1, 2) and message in done.stderr
+
+
+def test_key_settings_are_set_and_edited_by_prefix(rtbctl):
+    publisher = str(as_json(rtbctl("publisher", "add", "key-settings-pub", "--json"))["id"])
+    campaign = str(as_json(rtbctl("campaign", "add", "key-settings-campaign", "--json"))["id"])
+    made = as_json(rtbctl("key", "add", campaign, publisher, "--auto-confirm",
+                          "--duplicate-scope", "campaign", "--rate-limit", "10/s",
+                          "--require-caller-number", "--json"))
+    assert (made["auto_confirm"], made["duplicate_scope"], made["rate_limit"],
+            made["require_caller_number"]) == (True, "campaign", 10, True)
+    edited = as_json(rtbctl("key", "edit", made["key"][:8], "--no-auto-confirm",
+                            "--rate-limit", "none", "--ttl", "30", "--json"))
+    assert (edited["auto_confirm"], edited["rate_limit"], edited["ttl"]) == (False, None, 30)
+    assert edited["require_caller_number"] is True
+
+
+def test_pings_and_reservations_report_what_happened(rtbctl, client):
+    publisher = str(as_json(rtbctl("publisher", "add", "report-pub", "--json"))["id"])
+    campaign = str(as_json(rtbctl("campaign", "add", "report-campaign", "--json"))["id"])
+    rtbctl("target", "add", campaign, "--sip-uri", "sip:b@127.0.0.1:9", "--payout", "5",
+           "--min-seconds", "30", "--states", "CA")
+    key = as_json(rtbctl("key", "add", campaign, publisher, "--json"))["key"]
+    made = client.post("/rtbs.json", query_string={"key": key, "caller_state": "CA"})
+    client.post("/rtbs.json", query_string={"key": key, "caller_state": "NY"})
+    summary = as_json(rtbctl("pings", "--key", key[:8], "--since", "1h", "--json"))
+    assert {(r["outcome"], r["reason"], r["pings"]) for r in summary} == {
+        ("reserved", None, 1), ("rejected", "geo", 1)}
+    listed = as_json(rtbctl("reservations", "--campaign", campaign, "--status", "reserved",
+                            "--json"))
+    assert [r["uuid"] for r in listed] == [made.get_json()["rtb"]["uuid"]]

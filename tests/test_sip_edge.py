@@ -17,20 +17,7 @@ from app import admin
 from app.kamailio_rpc import RPCError
 from app.models import Reservation
 from tests.conftest import SIP_DOMAIN, next_loopback
-from tests.sip import Buyer, dial, invite_text, sipsak
-
-
-@pytest.fixture
-def buyer(workdir):
-    started = []
-
-    def start(calls: int = 1) -> Buyer:
-        started.append(Buyer(workdir, calls=calls))
-        return started[-1]
-
-    yield start
-    for b in started:
-        b.stop()
+from tests.sip import dial, invite_text, sipsak
 
 
 def reserve(client, key: str, **params) -> str:
@@ -53,8 +40,8 @@ def add_sip_user(sessions, settings, publisher_id: int, password: str) -> str:
     return username
 
 
-def test_a_call_from_a_whitelisted_ip_reaches_the_buyer(client, market, buyer, edge, workdir, sessions):
-    b = buyer()
+def test_a_call_from_a_whitelisted_ip_reaches_the_buyer(client, market, buyers, edge, workdir, sessions):
+    b = buyers()
     m = market(b.uri)
     uuid = reserve(client, m.key, caller_number="2025550123")
     call = dial(workdir, edge, uuid, source_ip=m.ip, domain=SIP_DOMAIN)
@@ -68,9 +55,9 @@ def test_a_call_from_a_whitelisted_ip_reaches_the_buyer(client, market, buyer, e
     assert shown["status"] == "claimed"
 
 
-def test_a_call_with_username_and_password_reaches_the_buyer(client, market, buyer, edge, workdir,
+def test_a_call_with_username_and_password_reaches_the_buyer(client, market, buyers, edge, workdir,
                                                             sessions, settings):
-    b = buyer()
+    b = buyers()
     m = market(b.uri, whitelist=False)
     user = add_sip_user(sessions, settings, m.publisher_id, "s3cret!")
     uuid = reserve(client, m.key)
@@ -80,8 +67,8 @@ def test_a_call_with_username_and_password_reaches_the_buyer(client, market, buy
     assert stored(sessions, uuid).status == "claimed"
 
 
-def test_a_call_over_tcp_reaches_the_buyer(client, market, buyer, edge, workdir):
-    b = buyer()
+def test_a_call_over_tcp_reaches_the_buyer(client, market, buyers, edge, workdir):
+    b = buyers()
     m = market(b.uri)
     call = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, transport="t1")
     assert call.returncode == 0, call.log
@@ -118,8 +105,8 @@ def test_sipsak_with_a_wrong_password_gets_403(client, market, edge, workdir, se
     assert "authorizing" in out and "SIP/2.0 403 Bad Credentials" in out, out
 
 
-def test_a_new_password_takes_effect_at_once(client, market, buyer, edge, workdir, sessions, settings):
-    b = buyer()
+def test_a_new_password_takes_effect_at_once(client, market, buyers, edge, workdir, sessions, settings):
+    b = buyers()
     m = market(b.uri, whitelist=False)
     user = add_sip_user(sessions, settings, m.publisher_id, "old")
     with sessions() as db:
@@ -165,8 +152,8 @@ def test_an_expired_reservation_is_refused_though_kamailio_still_holds_it(client
     assert stored(sessions, uuid).status == "reserved"
 
 
-def test_a_reservation_that_already_had_a_call_is_refused(client, market, buyer, edge, workdir):
-    b = buyer()
+def test_a_reservation_that_already_had_a_call_is_refused(client, market, buyers, edge, workdir):
+    b = buyers()
     m = market(b.uri)
     uuid = reserve(client, m.key)
     assert dial(workdir, edge, uuid, source_ip=m.ip).returncode == 0
@@ -174,10 +161,10 @@ def test_a_reservation_that_already_had_a_call_is_refused(client, market, buyer,
     assert again.returncode == 0, again.log
 
 
-def test_invites_racing_for_one_reservation_connect_once(client, market, buyer, edge, workdir,
+def test_invites_racing_for_one_reservation_connect_once(client, market, buyers, edge, workdir,
                                                         sessions):
     # The buyer answers every INVITE it gets, so any extra relay would connect.
-    b = buyer(calls=20)
+    b = buyers(calls=20)
     m = market(b.uri)
     uuid = reserve(client, m.key)
     # Twenty INVITEs for the same uuid in a burst, spread over the edge's workers.
@@ -200,8 +187,8 @@ def test_the_edge_answers_a_keepalive_options(edge):
     assert "SIP/2.0 200 Keepalive" in out, out
 
 
-def test_a_new_whitelisted_ip_gets_in_within_a_second(client, market, buyer, edge, workdir, env):
-    b = buyer()
+def test_a_new_whitelisted_ip_gets_in_within_a_second(client, market, buyers, edge, workdir, env):
+    b = buyers()
     m = market(b.uri, whitelist=False)
     ip = next_loopback()
     rtbctl = Path(sys.executable).with_name("rtbctl")
@@ -212,8 +199,8 @@ def test_a_new_whitelisted_ip_gets_in_within_a_second(client, market, buyer, edg
     assert b.wait() == 0
 
 
-def test_fifty_ping_then_dial_pairs_all_connect(client, market, buyer, edge, workdir):
-    b = buyer(calls=50)
+def test_fifty_ping_then_dial_pairs_all_connect(client, market, buyers, edge, workdir):
+    b = buyers(calls=50)
     m = market(b.uri)
     failed = []
     for _ in range(50):
@@ -224,9 +211,9 @@ def test_fifty_ping_then_dial_pairs_all_connect(client, market, buyer, edge, wor
     assert b.wait() == 0
 
 
-def test_a_reservation_missing_from_the_htable_is_found_in_the_database(client, market, buyer,
+def test_a_reservation_missing_from_the_htable_is_found_in_the_database(client, market, buyers,
                                                                         edge, workdir, rpc):
-    b = buyer()
+    b = buyers()
     m = market(b.uri)
     uuid = reserve(client, m.key)
     rpc.call("htable.delete", "rsv", uuid)
@@ -237,9 +224,9 @@ def test_a_reservation_missing_from_the_htable_is_found_in_the_database(client, 
     assert b.wait() == 0
 
 
-def test_a_reservation_made_before_a_kamailio_restart_connects_after_it(client, market, buyer,
+def test_a_reservation_made_before_a_kamailio_restart_connects_after_it(client, market, buyers,
                                                                         edge, workdir, kamailio, rpc):
-    b = buyer()
+    b = buyers()
     m = market(b.uri)
     uuid = reserve(client, m.key)
     kamailio.stop()

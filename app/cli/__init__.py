@@ -1,0 +1,83 @@
+"""rtbctl: the operator's tool. Every command prints JSON with --json.
+
+The commands live in market.py (publishers, campaigns, targets, keys) and
+reports.py (reservations, pings); this module holds what they share.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from app.db import make_sessionmaker
+from app.errors import ApiError
+from app.settings import Settings, SettingsError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def emit(data: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+    elif isinstance(data, list):
+        for row in data:
+            click.echo("  ".join(f"{name}={value}" for name, value in row.items()))
+    else:
+        for name, value in data.items():
+            click.echo(f"{name}: {value}")
+
+
+class Context:
+    def __init__(self):
+        self.settings = Settings.from_env()
+        self._sessions = None
+
+    def session(self):
+        if self._sessions is None:
+            self._sessions = make_sessionmaker(self.settings)
+        return self._sessions()
+
+    def apply(self, change, *args, **kwargs):
+        """Run one change in one transaction; Kamailio is told after the commit."""
+        with self.session() as db:
+            row = change(db, *args, **kwargs)
+            db.commit()
+            return row
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Operate the RTB router: publishers, campaigns, targets, keys, reservations."""
+    try:
+        ctx.obj = Context()
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def run() -> None:
+    """Console entry point: operator mistakes print one line, not a traceback."""
+    try:
+        main(standalone_mode=False)
+    except ApiError as error:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except OperationalError:
+        click.echo("error: cannot reach the database (is the stack up? see RTB_DATABASE_URL)",
+                   err=True)
+        sys.exit(1)
+    except RuntimeError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+from app.cli import market, reports  # noqa: E402,F401  (they register their commands on main)

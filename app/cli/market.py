@@ -1,0 +1,265 @@
+"""rtbctl publisher / campaign / target / key: setting up the market."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from app import admin
+from app.cli import Context, emit, json_option, main
+from app.models import PostbackKey, Target
+
+CLEAR = object()
+
+
+class Cap(click.ParamType):
+    """A whole number, or 'none' for no cap."""
+
+    name = "N|none"
+
+    def convert(self, value, param, ctx):
+        if value is CLEAR or str(value).lower() == "none":
+            return CLEAR
+        if not str(value).isdigit():
+            self.fail(f"{value!r} is not a whole number or 'none'", param, ctx)
+        return int(value)
+
+
+class Rate(click.ParamType):
+    """Pings a second, as 'N/s' or 'N', or 'none' for no limit."""
+
+    name = "N/s|none"
+
+    def convert(self, value, param, ctx):
+        if value is CLEAR or str(value).lower() == "none":
+            return CLEAR
+        match = re.fullmatch(r"(\d+)(/s)?", str(value))
+        if not match:
+            self.fail(f"{value!r} is not like 10/s", param, ctx)
+        return int(match[1])
+
+
+def _options(*options):
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+def target_options(required: bool):
+    return _options(
+        click.option("--sip-uri", required=required, help="Where calls go: sip:buyer@192.0.2.10:5060"),
+        click.option("--payout", required=required, type=Decimal, help="What the publisher earns."),
+        click.option("--min-seconds", required=required, type=int, help="Seconds a call must last."),
+        click.option("--priority", type=int, help="Among equal payouts, 1 is tried before 2."),
+        click.option("--weight", type=int, help="Share among equal payout and priority."),
+        click.option("--concurrency-cap", type=Cap(), help="Calls and confirmations at once."),
+        click.option("--hourly-cap", type=Cap(), help="Calls an hour (in --timezone)."),
+        click.option("--daily-cap", type=Cap(), help="Calls a day."),
+        click.option("--monthly-cap", type=Cap(), help="Calls a month."),
+        click.option("--hours", help="Open hours, e.g. 'mon-fri 09:00-17:00; sat 10:00-14:00'; '' always."),
+        click.option("--timezone", help="Zone of --hours and of the caps' periods, e.g. America/New_York."),
+        click.option("--states", help="Callers' US states, e.g. CA,TX; '' any."),
+        click.option("--zips", help="Callers' ZIP prefixes, e.g. 902,100; '' any."),
+        click.option("--tag", "tags", multiple=True, help="NAME=V1,V2: the ping's tag must be one; NAME= drops it."),
+    )
+
+
+def _rules(options: dict[str, Any], current: dict[str, list[str]] | None) -> dict[str, Any]:
+    rules = {name: (None if value is CLEAR else value)
+             for name, value in options.items() if value is not None and name != "tags"}
+    if options.get("tags"):
+        tag_rules = dict(current or {})
+        for rule in options["tags"]:
+            name, sep, values = rule.partition("=")
+            if not sep or not name:
+                raise click.BadParameter(f"{rule!r} is not NAME=V1,V2", param_hint="--tag")
+            tag_rules.pop(name, None)
+            if values:
+                tag_rules[name] = [v.strip() for v in values.split(",") if v.strip()]
+        rules["tag_rules"] = tag_rules or None
+    return rules
+
+
+def target_json(t: Target) -> dict[str, Any]:
+    return {"id": t.id, "campaign_id": t.campaign_id, "sip_uri": t.sip_uri,
+            "payout": float(t.payout), "min_seconds": t.min_seconds, "enabled": t.enabled,
+            "priority": t.priority, "weight": t.weight, "concurrency_cap": t.concurrency_cap,
+            "hourly_cap": t.hourly_cap, "daily_cap": t.daily_cap, "monthly_cap": t.monthly_cap,
+            "hours": t.hours, "timezone": t.timezone, "states": t.states, "zips": t.zips,
+            "tags": t.tag_rules}
+
+
+def key_json(k: PostbackKey) -> dict[str, Any]:
+    return {"id": k.id, "prefix": k.key_prefix, "campaign_id": k.campaign_id,
+            "publisher_id": k.publisher_id, "ttl": k.ttl_seconds,
+            "inbound_number": k.inbound_number, "auto_confirm": k.auto_confirm,
+            "duplicate_scope": k.duplicate_scope, "rate_limit": k.rate_limit,
+            "require_caller_number": k.require_caller_number}
+
+
+@main.group()
+def publisher() -> None:
+    """Publishers: who pings and dials."""
+
+
+@publisher.command("add")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def publisher_add(obj: Context, name: str, as_json: bool) -> None:
+    row = obj.apply(admin.add_publisher, name)
+    emit({"id": row.id, "name": row.name}, as_json)
+
+
+@publisher.command("allow-ip")
+@click.argument("publisher_id", type=int)
+@click.argument("cidr")
+@json_option
+@click.pass_obj
+def publisher_allow_ip(obj: Context, publisher_id: int, cidr: str, as_json: bool) -> None:
+    """Let calls from CIDR in as PUBLISHER_ID (takes effect within a second)."""
+    row = obj.apply(admin.allow_ip, publisher_id, cidr)
+    emit({"id": row.id, "publisher_id": publisher_id, "ip_addr": row.ip_addr,
+          "mask": row.mask}, as_json)
+
+
+@publisher.command("sip-user")
+@click.argument("publisher_id", type=int)
+@click.argument("username")
+@click.argument("password")
+@json_option
+@click.pass_obj
+def publisher_sip_user(obj: Context, publisher_id: int, username: str, password: str,
+                       as_json: bool) -> None:
+    """Create or re-key a digest user for PUBLISHER_ID; only its HA1 is stored."""
+    settings = obj.settings
+    row = obj.apply(admin.set_sip_user, publisher_id, username, password,
+                    realm=settings.sip_realm, domain=settings.sip_domain)
+    emit({"id": row.id, "publisher_id": publisher_id, "username": row.username,
+          "realm": settings.sip_realm}, as_json)
+
+
+@main.group()
+def campaign() -> None:
+    """Campaigns: what publishers ping for."""
+
+
+@campaign.command("add")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def campaign_add(obj: Context, name: str, as_json: bool) -> None:
+    row = obj.apply(admin.add_campaign, name)
+    emit({"id": row.id, "name": row.name}, as_json)
+
+
+@main.group()
+def target() -> None:
+    """Targets: buyers' SIP destinations, their caps, hours and rules."""
+
+
+@target.command("add")
+@click.argument("campaign_id", type=int)
+@target_options(required=True)
+@json_option
+@click.pass_obj
+def target_add(obj: Context, campaign_id: int, sip_uri: str, payout: Decimal, min_seconds: int,
+               as_json: bool, **options: Any) -> None:
+    row = obj.apply(admin.add_target, campaign_id, sip_uri, payout, min_seconds,
+                    **_rules(options, None))
+    emit(target_json(row), as_json)
+
+
+@target.command("edit")
+@click.argument("target_id", type=int)
+@target_options(required=False)
+@json_option
+@click.pass_obj
+def target_edit(obj: Context, target_id: int, as_json: bool, **options: Any) -> None:
+    """Change the options given; the others stay."""
+    def change(db):
+        row = db.get(Target, target_id)
+        current = row.tag_rules if row else None
+        base = {k: options.pop(k) for k in ("sip_uri", "payout", "min_seconds")}
+        return admin.edit_target(db, target_id, **base, **_rules(options, current))
+    emit(target_json(obj.apply(change)), as_json)
+
+
+@target.command("disable")
+@click.argument("target_id", type=int)
+@json_option
+@click.pass_obj
+def target_disable(obj: Context, target_id: int, as_json: bool) -> None:
+    """Stop offering TARGET_ID to pings and to unconfirmed calls."""
+    emit(target_json(obj.apply(admin.edit_target, target_id, enabled=False)), as_json)
+
+
+@target.command("enable")
+@click.argument("target_id", type=int)
+@json_option
+@click.pass_obj
+def target_enable(obj: Context, target_id: int, as_json: bool) -> None:
+    emit(target_json(obj.apply(admin.edit_target, target_id, enabled=True)), as_json)
+
+
+@target.command("list")
+@click.argument("campaign_id", type=int, required=False)
+@json_option
+@click.pass_obj
+def target_list(obj: Context, campaign_id: int | None, as_json: bool) -> None:
+    with obj.session() as db:
+        emit([target_json(t) for t in admin.list_targets(db, campaign_id)], as_json)
+
+
+def key_options(command):
+    return _options(
+        click.option("--ttl", type=int, help="Seconds a reservation lives (default 60)."),
+        click.option("--inbound-number", help="A static E.164 number to dial instead; '' none."),
+        click.option("--auto-confirm/--no-auto-confirm", default=None,
+                     help="Confirm (charge caps) at ping time."),
+        click.option("--duplicate-scope", type=click.Choice(["key", "campaign"]),
+                     help="Where a repeat caller gets their live reservation back."),
+        click.option("--rate-limit", type=Rate(), help="Pings a second, e.g. 10/s; none for no limit."),
+        click.option("--require-caller-number/--allow-no-caller-number", default=None,
+                     help="Answer pings without caller_number with 422."),
+    )(command)
+
+
+def _key_settings(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: (None if value is CLEAR else value)
+            for name, value in options.items() if value is not None}
+
+
+@main.group()
+def key() -> None:
+    """Postback keys: one publisher pinging one campaign."""
+
+
+@key.command("add")
+@click.argument("campaign_id", type=int)
+@click.argument("publisher_id", type=int)
+@key_options
+@json_option
+@click.pass_obj
+def key_add(obj: Context, campaign_id: int, publisher_id: int, as_json: bool,
+            **options: Any) -> None:
+    """Make a key; it is shown this once and stored only as a hash."""
+    row, plain = obj.apply(admin.add_key, campaign_id, publisher_id, **_key_settings(options))
+    emit({"key": plain, **key_json(row)}, as_json)
+
+
+@key.command("edit")
+@click.argument("key_ref", metavar="KEY_PREFIX_OR_ID")
+@key_options
+@json_option
+@click.pass_obj
+def key_edit(obj: Context, key_ref: str, as_json: bool, **options: Any) -> None:
+    """Change the settings given; the others stay."""
+    def change(db):
+        return admin.edit_key(db, admin.find_key(db, key_ref), **_key_settings(options))
+    emit(key_json(obj.apply(change)), as_json)

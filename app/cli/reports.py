@@ -1,0 +1,96 @@
+"""rtbctl reservation / reservations / pings: what happened."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from app import admin, pings, reservations
+from app.cli import Context, emit, json_option, main
+from app.errors import ApiError
+from app.models import PostbackKey, Reservation
+
+STATUSES = ["reserved", "confirmed", "claimed", "no-target", "expired"]
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class Since(click.ParamType):
+    """How far back: 30m, 1h, 7d."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        match = re.fullmatch(r"(\d+)([smhd])", str(value))
+        if not match:
+            self.fail(f"{value!r} is not like 30m, 1h or 7d", param, ctx)
+        return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def reservation_json(r: Reservation) -> dict[str, Any]:
+    return {
+        "uuid": r.uuid, "status": reservations.status_of(r), "publisher_id": r.publisher_id,
+        "campaign_id": r.campaign_id, "target_id": r.target_id, "key_id": r.key_id,
+        "caller_number": r.caller_number, "inbound_number": r.inbound_number,
+        "payout": float(r.payout), "min_seconds": r.min_seconds, "tags": r.tags,
+        "created_at": r.created_at, "expires_at": r.expires_at, "confirmed_at": r.confirmed_at,
+        "claimed_at": r.claimed_at, "call_id": r.call_id, "claimed_from": r.claimed_from,
+        "call_ended_at": r.call_ended_at,
+    }
+
+
+@main.group()
+def reservation() -> None:
+    """One reservation."""
+
+
+@reservation.command("show")
+@click.argument("uuid")
+@json_option
+@click.pass_obj
+def reservation_show(obj: Context, uuid: str, as_json: bool) -> None:
+    with obj.session() as db:
+        row = db.scalar(select(Reservation).where(Reservation.uuid == uuid.lower()))
+        if row is None:
+            raise ApiError(404, "reservation_not_found", f"no reservation {uuid}")
+        emit(reservation_json(row), as_json)
+
+
+@main.command("reservations")
+@click.option("--status", type=click.Choice(STATUSES), help="Only these.")
+@click.option("--campaign", "campaign_id", type=int, help="Only this campaign's.")
+@click.option("--limit", default=50, show_default=True, help="Newest first, at most this many.")
+@json_option
+@click.pass_obj
+def reservations_list(obj: Context, status: str | None, campaign_id: int | None, limit: int,
+                      as_json: bool) -> None:
+    """Recent reservations, newest first."""
+    now = reservations.utcnow()
+    query = select(Reservation).order_by(Reservation.id.desc()).limit(limit)
+    if status == "expired":
+        query = query.where(Reservation.status.in_(reservations.DIALABLE),
+                            Reservation.expires_at <= now)
+    elif status in reservations.DIALABLE:
+        query = query.where(Reservation.status == status, Reservation.expires_at > now)
+    elif status:
+        query = query.where(Reservation.status == status)
+    if campaign_id is not None:
+        query = query.where(Reservation.campaign_id == campaign_id)
+    with obj.session() as db:
+        emit([reservation_json(r) for r in db.scalars(query)], as_json)
+
+
+@main.command("pings")
+@click.option("--key", "key_ref", metavar="KEY_PREFIX_OR_ID", help="Only this key's pings.")
+@click.option("--since", type=Since(), default="1h", show_default=True, help="How far back.")
+@json_option
+@click.pass_obj
+def pings_summary(obj: Context, key_ref: str | None, since: timedelta, as_json: bool) -> None:
+    """Why pings were answered as they were: counts by outcome and reason."""
+    with obj.session() as db:
+        key_ids = ([admin.find_key(db, key_ref).id] if key_ref
+                   else list(db.scalars(select(PostbackKey.id))))
+        emit(pings.summary(db, key_ids, reservations.utcnow() - since), as_json)
