@@ -1,12 +1,17 @@
-"""Pure logic, no servers: phone numbers, settings, SIPp scenarios."""
+"""Pure logic, no servers: phone numbers, settings, bidding rules, SIPp scenarios."""
 
 from __future__ import annotations
 
+import random
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from app import targeting
 from app.credentials import ha1, key_hash
 from app.phone import InvalidNumber, to_e164
 from app.settings import Settings, SettingsError
@@ -69,3 +74,95 @@ def test_publisher_scenarios_are_well_formed_xml(auth, refused_with):
     expected = (["INVITE", "ACK", "INVITE"] if auth else ["INVITE"])
     expected += ["ACK"] if refused_with else ["ACK", "BYE"]
     assert sends == expected
+
+
+# ------------------------------------------------------------------ bidding
+
+
+@dataclass
+class FakeTarget:
+    id: int
+    payout: Decimal = Decimal("10")
+    priority: int = 1
+    weight: int = 1
+    concurrency_cap: int | None = None
+    hourly_cap: int | None = None
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    hours: str | None = None
+    timezone: str = "UTC"
+    states: str | None = None
+    zips: str | None = None
+    tag_rules: dict | None = None
+
+
+WEDNESDAY_NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_weights_share_ties_in_proportion():
+    rng = random.Random(7)
+    heavy, light = FakeTarget(1, weight=3), FakeTarget(2, weight=1)
+    firsts = [targeting.rank([heavy, light], rng)[0].id for _ in range(4000)]
+    assert 0.72 < firsts.count(1) / 4000 < 0.78
+
+
+def test_payout_beats_priority_and_priority_beats_weight():
+    rng = random.Random(1)
+    ranked = targeting.rank([FakeTarget(1, Decimal("10"), priority=1, weight=100),
+                             FakeTarget(2, Decimal("12"), priority=5),
+                             FakeTarget(3, Decimal("10"), priority=0)], rng)
+    assert [t.id for t in ranked] == [2, 3, 1]
+
+
+@pytest.mark.parametrize("hours, zone, now, open_", [
+    ("mon-fri 09:00-17:00", "UTC", WEDNESDAY_NOON, True),
+    ("mon-fri 09:00-17:00", "America/New_York", WEDNESDAY_NOON, False),   # 07:00 there
+    ("sat,sun 00:00-24:00", "UTC", WEDNESDAY_NOON, False),
+    ("daily 22:00-02:00", "UTC", WEDNESDAY_NOON.replace(hour=1), True),    # past midnight
+    ("tue 22:00-02:00", "UTC", WEDNESDAY_NOON.replace(hour=1), True),      # Tuesday's night
+    ("wed 22:00-02:00", "UTC", WEDNESDAY_NOON.replace(hour=1), False),
+    ("fri-mon 10:00-11:00", "UTC", WEDNESDAY_NOON, False),                 # a range that wraps
+    (None, "UTC", WEDNESDAY_NOON, True),
+])
+def test_business_hours(hours, zone, now, open_):
+    assert targeting.is_open(hours, zone, now) is open_
+
+
+@pytest.mark.parametrize("spec", ["weekdays 9-5", "mon 09:00-09:00", "mon 25:00-26:00", "xyz 09:00-10:00", ""])
+def test_bad_hours_are_refused(spec):
+    with pytest.raises(ValueError):
+        targeting.parse_hours(spec)
+
+
+def test_choose_names_the_stage_that_left_no_target():
+    caller = targeting.Caller("NY", "10001", {"insured": "no"})
+    full = targeting.Usage(live=2)
+    cases = [
+        ([], "no_target"),
+        ([FakeTarget(1, hours="sat 00:00-01:00")], "closed"),
+        ([FakeTarget(1, states="CA")], "geo"),
+        ([FakeTarget(1, zips="902")], "geo"),
+        ([FakeTarget(1, tag_rules={"insured": ["yes"]})], "tags"),
+        ([FakeTarget(1, concurrency_cap=2)], "capped"),
+    ]
+    for targets, reason in cases:
+        assert targeting.choose(targets, {1: full}, caller, WEDNESDAY_NOON, random.Random(0)) == ([], reason)
+
+
+def test_a_geo_rule_never_matches_a_caller_in_an_unknown_place():
+    nowhere = targeting.Caller(None, None, {})
+    assert not targeting.geo_matches(FakeTarget(1, states="CA"), nowhere)
+    assert not targeting.geo_matches(FakeTarget(1, zips="9"), nowhere)
+    assert targeting.geo_matches(FakeTarget(1), nowhere)
+
+
+@pytest.mark.parametrize("number, tags, state", [
+    ("+13105550123", {}, "CA"),
+    ("+12025550123", {}, "DC"),
+    ("+12125550123", {"caller_zip": "94105"}, "CA"),
+    ("+12125550123", {"caller_state": "Texas"}, "TX"),
+    ("+442079460958", {}, None),
+    (None, {}, None),
+])
+def test_the_callers_state(number, tags, state):
+    assert targeting.caller_of(number, tags).state == state
