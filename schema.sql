@@ -101,13 +101,9 @@ CREATE TABLE IF NOT EXISTS reservations (
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   expires_at TIMESTAMP NOT NULL,
   confirmed_at TIMESTAMP NULL DEFAULT NULL,
-  -- Written by Kamailio when it lets a call through, and when the call ends.
-  claimed_at TIMESTAMP NULL DEFAULT NULL,
-  call_id VARCHAR(255) NULL,
-  claimed_from VARCHAR(64) NULL,
-  call_ended_at TIMESTAMP NULL DEFAULT NULL,
   CONSTRAINT reservations_uuid_uq UNIQUE (uuid),
-  CONSTRAINT reservations_status_ck CHECK (status IN ('reserved', 'confirmed', 'claimed', 'no-target')),
+  CONSTRAINT reservations_status_ck
+    CHECK (status IN ('reserved', 'confirmed', 'claimed', 'completed', 'no-target')),
   CONSTRAINT reservations_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
   CONSTRAINT reservations_publisher_fk FOREIGN KEY (publisher_id) REFERENCES publishers (id),
   CONSTRAINT reservations_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
@@ -115,6 +111,30 @@ CREATE TABLE IF NOT EXISTS reservations (
   INDEX reservations_live_idx (status, expires_at),
   INDEX reservations_target_live_idx (target_id, status, expires_at),
   INDEX reservations_target_charged_idx (target_id, confirmed_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Every call let through for a reservation, written by the procedures
+-- Kamailio calls: claimed, answered (200 OK), ended (BYE, failure, timeout).
+-- A call that fails before answer gives the reservation back to the
+-- publisher; one that was answered uses it up, and is converted when its
+-- talk time reaches the reservation's min_seconds.
+CREATE TABLE IF NOT EXISTS calls (
+  id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  reservation_id BIGINT UNSIGNED NOT NULL,
+  target_id INT UNSIGNED NOT NULL,
+  call_id VARCHAR(255) NOT NULL,
+  via VARCHAR(4) CHARACTER SET ascii NOT NULL DEFAULT 'sip',
+  source VARCHAR(64) NOT NULL,
+  claimed_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  answered_at TIMESTAMP(3) NULL DEFAULT NULL,
+  ended_at TIMESTAMP(3) NULL DEFAULT NULL,
+  talk_seconds DECIMAL(10, 3) NULL,
+  final_status SMALLINT UNSIGNED NULL,
+  converted BOOLEAN NOT NULL DEFAULT FALSE,
+  CONSTRAINT calls_reservation_fk FOREIGN KEY (reservation_id) REFERENCES reservations (id),
+  CONSTRAINT calls_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
+  INDEX calls_call_id_idx (call_id),
+  INDEX calls_target_live_idx (target_id, ended_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Ping Shield: at most one live reservation per caller in a scope
@@ -193,6 +213,14 @@ WHERE status IN ('reserved', 'confirmed') AND expires_at > NOW();
 
 -- ------------------------------------------------------ caps and confirming
 
+-- Reservations charged to their target: a call came of them, or they are
+-- confirmed and still dialable (one that expired unused frees its charge).
+CREATE OR REPLACE VIEW charged_reservations AS
+SELECT target_id, confirmed_at
+FROM reservations
+WHERE confirmed_at IS NOT NULL
+  AND (status IN ('claimed', 'completed') OR (status = 'confirmed' AND expires_at > NOW()));
+
 -- What each target has taken: `live` holds its concurrency (confirmed and
 -- not expired, or a call not yet ended); the others count the calls and
 -- confirmations charged in the current hour, day and month of its time zone
@@ -202,11 +230,16 @@ WHERE status IN ('reserved', 'confirmed') AND expires_at > NOW();
 -- one reads with shared locks, and pings must not lock reservations.
 CREATE OR REPLACE VIEW target_usage AS
 SELECT p.target_id,
-       COUNT(CASE WHEN r.status = 'confirmed' OR (r.status = 'claimed' AND r.call_ended_at IS NULL)
-                  THEN 1 END) AS live,
-       COUNT(CASE WHEN r.confirmed_at >= p.hour_start THEN 1 END) AS this_hour,
-       COUNT(CASE WHEN r.confirmed_at >= p.day_start THEN 1 END) AS today,
-       COUNT(CASE WHEN r.confirmed_at >= p.month_start THEN 1 END) AS this_month
+       (SELECT COUNT(*) FROM reservations r
+         WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW())
+       + (SELECT COUNT(*) FROM calls c WHERE c.target_id = p.target_id AND c.ended_at IS NULL)
+         AS live,
+       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+           AND r.confirmed_at >= p.hour_start) AS this_hour,
+       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+           AND r.confirmed_at >= p.day_start) AS today,
+       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+           AND r.confirmed_at >= p.month_start) AS this_month
 FROM (SELECT target_id,
              CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d %H:00:00'), zone, '+00:00') AS hour_start,
              CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d 00:00:00'), zone, '+00:00') AS day_start,
@@ -215,12 +248,7 @@ FROM (SELECT target_id,
             FROM (SELECT id AS target_id,
                          IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', timezone) IS NULL,
                             '+00:00', timezone) AS zone
-                  FROM targets) zones) clocks) p
-LEFT JOIN reservations r
-  ON r.target_id = p.target_id
- AND ((r.status = 'confirmed' AND r.expires_at > NOW())
-      OR (r.status = 'claimed' AND (r.call_ended_at IS NULL OR r.confirmed_at >= p.month_start)))
-GROUP BY p.target_id;
+                  FROM targets) zones) clocks) p;
 
 DELIMITER //
 
@@ -257,7 +285,7 @@ BEGIN
   SET p_result = CASE
     WHEN v_id IS NULL THEN 'not_found'
     WHEN p_publisher IS NOT NULL AND v_owner <> p_publisher THEN 'foreign'
-    WHEN v_status = 'claimed' THEN 'used'
+    WHEN v_status IN ('claimed', 'completed') THEN 'used'
     WHEN v_status = 'no-target' THEN 'no_target'
     WHEN NOT v_live THEN 'expired'
     WHEN v_status = 'confirmed' AND NOT p_claim THEN 'confirmed'
@@ -265,8 +293,7 @@ BEGIN
 
   -- Already confirmed: the call takes over the slot the confirmation holds.
   IF p_result IS NULL AND v_status = 'confirmed' THEN
-    UPDATE reservations SET status = 'claimed', claimed_at = NOW(), call_id = p_call_id,
-           claimed_from = p_from WHERE id = v_id;
+    UPDATE reservations SET status = 'claimed' WHERE id = v_id;
     SET p_result = 'claimed';
   END IF;
 
@@ -286,9 +313,7 @@ BEGIN
     IF v_room THEN
       UPDATE reservations r JOIN targets t ON t.id = v_candidate
          SET r.target_id = t.id, r.payout = t.payout, r.min_seconds = t.min_seconds,
-             r.confirmed_at = NOW(), r.status = IF(p_claim, 'claimed', 'confirmed'),
-             r.claimed_at = IF(p_claim, NOW(), NULL), r.call_id = p_call_id,
-             r.claimed_from = p_from
+             r.confirmed_at = NOW(), r.status = IF(p_claim, 'claimed', 'confirmed')
        WHERE r.id = v_id;
       SET p_result = IF(p_claim, 'claimed', 'confirmed');
     END IF;
@@ -301,8 +326,44 @@ BEGIN
     END IF;
   END IF;
   IF p_result = 'claimed' THEN
+    INSERT INTO calls (reservation_id, target_id, call_id, source)
+      SELECT id, target_id, p_call_id, p_from FROM reservations WHERE id = v_id;
     SELECT t.sip_uri INTO p_destination
       FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
+  END IF;
+  COMMIT;
+END //
+
+-- What happened to a call Kamailio let through: p_event 'answered' (200 OK),
+-- 'ended' (BYE or dialog timeout) or 'failed' (a final reply >= 300, with
+-- p_code). An answered call that ends uses the reservation up; one that
+-- fails before answer gives it back to the publisher, still confirmed, until
+-- it expires.
+CREATE OR REPLACE PROCEDURE rtb_call_event(
+  IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED)
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_call BIGINT UNSIGNED;
+  DECLARE v_answered BOOLEAN;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+
+  SET time_zone = '+00:00';
+  START TRANSACTION;
+  SELECT id, answered_at IS NOT NULL INTO v_call, v_answered
+    FROM calls WHERE call_id = p_call_id AND ended_at IS NULL
+    ORDER BY id DESC LIMIT 1 FOR UPDATE;
+  IF v_call IS NOT NULL AND p_event = 'answered' THEN
+    UPDATE calls SET answered_at = NOW(3), final_status = 200 WHERE id = v_call;
+  ELSEIF v_call IS NOT NULL AND v_answered THEN
+    UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
+       SET c.talk_seconds = TIMESTAMPDIFF(MICROSECOND, c.answered_at, NOW(3)) / 1000000,
+           c.converted = TIMESTAMPDIFF(MICROSECOND, c.answered_at, NOW(3)) >= r.min_seconds * 1000000,
+           c.ended_at = NOW(3), r.status = 'completed'
+     WHERE c.id = v_call;
+  ELSEIF v_call IS NOT NULL THEN
+    UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
+       SET c.ended_at = NOW(3), c.final_status = p_code, r.status = 'confirmed'
+     WHERE c.id = v_call;
   END IF;
   COMMIT;
 END //

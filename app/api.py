@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app import pings, reservations
 from app.errors import ApiError
-from app.models import Reservation
+from app.models import Call, Reservation
 
 bp = Blueprint("api", __name__)
 
@@ -69,7 +69,23 @@ def rtb(reservation: Reservation, shielded: bool = False) -> dict[str, Any]:
     body["caller_number"] = reservation.caller_number
     if shielded:
         body["retreaver_ping_shield"] = True
+    if reservation.calls:
+        body["call"] = call_json(reservation.calls[-1], reservation)
     return {"rtb": body}
+
+
+def call_json(call: Call, reservation: Reservation) -> dict[str, Any]:
+    """The latest call of a reservation, and what it earned."""
+    return {
+        "via": call.via,
+        "claimed_at": iso(call.claimed_at),
+        "answered_at": call.answered_at and iso(call.answered_at),
+        "ended_at": call.ended_at and iso(call.ended_at),
+        "talk_seconds": call.talk_seconds and float(call.talk_seconds),
+        "final_status": call.final_status,
+        "converted": call.converted,
+        "payout_earned": float(reservation.payout) if call.converted else 0.0,
+    }
 
 
 @bp.post("/rtbs.json")

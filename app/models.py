@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Numeric, String, Table
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
 money = Annotated[Decimal, mapped_column(Numeric(10, 2))]
@@ -89,10 +89,25 @@ class Reservation(Base):
     created_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    call_id: Mapped[str | None] = mapped_column(String(255))
-    claimed_from: Mapped[str | None] = mapped_column(String(64))
-    call_ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    calls: Mapped[list[Call]] = relationship(order_by="Call.id", lazy="selectin")
+
+
+class Call(Base):
+    """A call Kamailio let through; written only by schema.sql's procedures."""
+
+    __tablename__ = "calls"
+    id: Mapped[intpk]
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"))
+    call_id: Mapped[str] = mapped_column(String(255))
+    via: Mapped[str] = mapped_column(String(4))
+    source: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[timestamp]
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    talk_seconds: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
+    final_status: Mapped[int | None]
+    converted: Mapped[bool]
 
 
 class CallerReservation(Base):

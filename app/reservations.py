@@ -123,7 +123,7 @@ def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags:
         earlier = session.get(Reservation, shield.reservation_id)
         if earlier.status in DIALABLE and earlier.expires_at > utcnow():
             return Reserved(earlier, shielded=True)
-        if earlier.status == "claimed" and earlier.call_ended_at is None:
+        if earlier.status == "claimed":
             return Rejection("duplicate")
     targets, usage = _eligible(session, key.campaign_id)
     caller = targeting.caller_of(caller_number, tags)

@@ -108,8 +108,8 @@ def buyers(workdir):
     """Start SIPp buyers (UAS) for a test; they are stopped after it."""
     started = []
 
-    def start(calls: int = 1) -> Buyer:
-        started.append(Buyer(workdir, calls=calls))
+    def start(calls: int = 1, **options) -> Buyer:
+        started.append(Buyer(workdir, calls=calls, **options))
         return started[-1]
 
     yield start

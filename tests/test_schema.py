@@ -44,6 +44,7 @@ def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database):
     "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (1, '10.0.0.1', 32, 0, 'x')",
     "UPDATE reservations SET payout = 0",
     "UPDATE reservations SET status = 'claimed'",
+    "UPDATE calls SET converted = TRUE",
     "DELETE FROM reservations",
 ])
 def test_kamailio_may_not_write_what_the_app_owns(database, statement):
@@ -53,14 +54,12 @@ def test_kamailio_may_not_write_what_the_app_owns(database, statement):
     engine.dispose()
 
 
-def test_kamailio_may_claim_through_rtb_confirm_and_end_calls(database):
+def test_kamailio_may_claim_and_record_calls_through_the_procedures(database):
     engine = create_engine(kamailio_url(database))
     with engine.connect() as kamailio:
         kamailio.execute(text("CALL rtb_confirm('none', 1, TRUE, TRUE, 'c', '127.0.0.1', @r, @d)"))
         assert kamailio.scalar(text("SELECT @r")) == "not_found"
-        kamailio.execute(text(
-            "UPDATE reservations SET call_ended_at = NOW() WHERE uuid = 'none' AND call_ended_at IS NULL"))
-        kamailio.rollback()
+        kamailio.execute(text("CALL rtb_call_event('none', 'ended', 0)"))
     engine.dispose()
 
 

@@ -43,8 +43,8 @@ def test_an_unconfirmed_call_is_confirmed_as_it_arrives(client, market, buyers, 
     uuid = reserve(client, m.key)
     call = dial(workdir, edge, uuid, source_ip=m.ip)
     assert call.returncode == 0, call.log
-    claimed = row(sessions, uuid)
-    assert claimed.status == "claimed" and claimed.confirmed_at is not None
+    used = row(sessions, uuid)
+    assert used.status == "completed" and used.confirmed_at is not None
 
 
 def test_a_full_target_passes_the_call_to_the_next_buyer(client, market, buyers, edge, workdir,
@@ -87,8 +87,8 @@ def test_twenty_parallel_invites_against_a_cap_of_three_relay_exactly_three(
     assert "486 All Buyers Busy" in burst.log
     assert b.received().count("X-RTB-Reservation:") == 3
     with sessions() as db:
-        claimed = db.scalars(select(Reservation.status).where(Reservation.uuid.in_(uuids))).all()
-    assert sorted(claimed).count("claimed") == 3
+        statuses = db.scalars(select(Reservation.status).where(Reservation.uuid.in_(uuids))).all()
+    assert statuses.count("completed") == 3
 
 
 def test_an_ended_call_frees_its_slot(client, market, buyers, edge, workdir, sessions):
@@ -96,7 +96,7 @@ def test_an_ended_call_frees_its_slot(client, market, buyers, edge, workdir, ses
     m = market(targets=[{"sip_uri": b.uri, "concurrency_cap": 1}])
     first, second = reserve(client, m.key), reserve(client, m.key)
     assert dial(workdir, edge, first, source_ip=m.ip).returncode == 0
-    assert row(sessions, first).call_ended_at is not None
+    assert row(sessions, first).calls[0].ended_at is not None
     call = dial(workdir, edge, second, source_ip=m.ip)
     assert call.returncode == 0, call.log
 

@@ -14,7 +14,7 @@ from app.cli import Context, emit, json_option, main
 from app.errors import ApiError
 from app.models import PostbackKey, Reservation
 
-STATUSES = ["reserved", "confirmed", "claimed", "no-target", "expired"]
+STATUSES = ["reserved", "confirmed", "claimed", "completed", "no-target", "expired"]
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -37,8 +37,12 @@ def reservation_json(r: Reservation) -> dict[str, Any]:
         "caller_number": r.caller_number, "inbound_number": r.inbound_number,
         "payout": float(r.payout), "min_seconds": r.min_seconds, "tags": r.tags,
         "created_at": r.created_at, "expires_at": r.expires_at, "confirmed_at": r.confirmed_at,
-        "claimed_at": r.claimed_at, "call_id": r.call_id, "claimed_from": r.claimed_from,
-        "call_ended_at": r.call_ended_at,
+        "calls": [{"call_id": c.call_id, "via": c.via, "source": c.source,
+                   "target_id": c.target_id, "claimed_at": c.claimed_at,
+                   "answered_at": c.answered_at, "ended_at": c.ended_at,
+                   "talk_seconds": c.talk_seconds and float(c.talk_seconds),
+                   "final_status": c.final_status, "converted": c.converted}
+                  for c in r.calls],
     }
 
 

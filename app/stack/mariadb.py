@@ -18,17 +18,16 @@ from app.stack.process import Service
 DATABASE = "rtb"
 SCHEMA = PROJECT_DIR / "schema.sql"
 
-# What Kamailio may touch: read its tables and the routing views, claim
-# through rtb_confirm(), and mark when a call ended.
+# What Kamailio may touch: read its tables and the routing views, and claim
+# and record calls only through the procedures.
 KAMAILIO_GRANTS = """
 GRANT SELECT ON {db}.version TO {user};
 GRANT SELECT ON {db}.subscriber TO {user};
 GRANT SELECT ON {db}.address TO {user};
 GRANT SELECT ON {db}.reservation_routes TO {user};
 GRANT SELECT ON {db}.live_reservation_routes TO {user};
-GRANT SELECT (uuid, call_ended_at) ON {db}.reservations TO {user};
-GRANT UPDATE (call_ended_at) ON {db}.reservations TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_confirm TO {user};
+GRANT EXECUTE ON PROCEDURE {db}.rtb_call_event TO {user};
 """
 
 
