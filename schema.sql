@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS reservations (
   confirmed_at TIMESTAMP NULL DEFAULT NULL,
   CONSTRAINT reservations_uuid_uq UNIQUE (uuid),
   CONSTRAINT reservations_status_ck
-    CHECK (status IN ('reserved', 'confirmed', 'claimed', 'completed', 'no-target')),
+    CHECK (status IN ('reserved', 'confirmed', 'claimed', 'completed', 'no-target', 'expired')),
   CONSTRAINT reservations_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
   CONSTRAINT reservations_publisher_fk FOREIGN KEY (publisher_id) REFERENCES publishers (id),
   CONSTRAINT reservations_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
@@ -332,6 +332,16 @@ BEGIN
       FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
   END IF;
   COMMIT;
+END //
+
+-- Reservations past expires_at without a call become 'expired' (Kamailio
+-- runs this every few seconds). Their confirmations stop holding buyers'
+-- slots the moment they expire; this makes it plain in the table.
+CREATE OR REPLACE PROCEDURE rtb_expire()
+MODIFIES SQL DATA
+BEGIN
+  UPDATE reservations SET status = 'expired'
+   WHERE status IN ('reserved', 'confirmed') AND expires_at <= NOW();
 END //
 
 -- What happened to a call Kamailio let through: p_event 'answered' (200 OK),

@@ -22,8 +22,8 @@ from app.phone import InvalidNumber, to_e164
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # How long Kamailio keeps a pushed reservation beyond its expiry, in seconds:
-# enough to answer a late dial with 410 rather than a database query.
-HTABLE_GRACE = 30
+# a dial just too late is answered 410 from memory; then the entry goes.
+HTABLE_GRACE = 5
 DIALABLE = ("reserved", "confirmed")
 CANDIDATES_MAX = 255
 _UPSERT_WINDOW = text(
@@ -182,6 +182,7 @@ def find(session: Session, key: PostbackKey, uuid: str) -> Reservation:
 
 
 def status_of(reservation: Reservation, now: datetime | None = None) -> str:
+    """The stored status, or 'expired' already in the seconds before the sweep marks it."""
     if reservation.status in DIALABLE and reservation.expires_at <= (now or utcnow()):
         return "expired"
     return reservation.status

@@ -3,7 +3,12 @@ converted, or given back when the buyer does not answer."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -69,3 +74,20 @@ def test_a_busy_buyer_gives_the_reservation_back_and_a_second_dial_connects(
             (486, False), (200, True)]
         assert row.status == "completed"
 
+
+
+def test_the_report_adds_up_pings_reservations_calls_and_payout(client, market, buyers, edge,
+                                                                workdir, env):
+    b = buyers()
+    m = market(b.uri, min_seconds=1, payout="7.5")
+    uuid = reserve(client, m.key)
+    reserve(client, m.key)
+    assert dial(workdir, edge, uuid, source_ip=m.ip, hold_ms=1500).returncode == 0
+    done = subprocess.run([str(Path(sys.executable).with_name("rtbctl")), "report", "--since", "1h",
+                           "--by", "campaign", "--json"], capture_output=True, text=True,
+                          env={**os.environ, **env}, check=True)
+    row = next(r for r in json.loads(done.stdout) if r["campaign"] == m.campaign_id)
+    assert {k: row[k] for k in ("pings", "reservations", "calls", "answered", "converted",
+                                "payout")} == {"pings": 2, "reservations": 2, "calls": 1,
+                                               "answered": 1, "converted": 1, "payout": 7.5}
+    assert 1.0 < row["talk_seconds"] < 2.5

@@ -149,7 +149,7 @@ def test_an_expired_reservation_is_refused_though_kamailio_still_holds_it(client
     assert rpc.call("htable.get", "rsv", uuid)
     call = dial(workdir, edge, uuid, source_ip=m.ip, refused_with=410)
     assert call.returncode == 0, call.log
-    assert stored(sessions, uuid).status == "reserved"
+    assert stored(sessions, uuid).calls == []
 
 
 def test_a_reservation_that_already_had_a_call_is_refused(client, market, buyers, edge, workdir):

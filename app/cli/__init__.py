@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.db import make_sessionmaker
 from app.errors import ApiError
@@ -74,6 +74,9 @@ def run() -> None:
     except OperationalError:
         click.echo("error: cannot reach the database (is the stack up? see RTB_DATABASE_URL)",
                    err=True)
+        sys.exit(1)
+    except DBAPIError as error:
+        click.echo(f"error: the database refused: {error.orig}", err=True)
         sys.exit(1)
     except RuntimeError as error:
         click.echo(f"error: {error}", err=True)

@@ -1,4 +1,4 @@
-"""rtbctl reservation / reservations / pings: what happened."""
+"""rtbctl reservation / reservations / pings / report: what happened."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import click
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
-from app import admin, pings, reservations
+from app import admin, pings, reports, reservations
 from app.cli import Context, emit, json_option, main
 from app.errors import ApiError
 from app.models import PostbackKey, Reservation
@@ -75,8 +75,9 @@ def reservations_list(obj: Context, status: str | None, campaign_id: int | None,
     now = reservations.utcnow()
     query = select(Reservation).order_by(Reservation.id.desc()).limit(limit)
     if status == "expired":
-        query = query.where(Reservation.status.in_(reservations.DIALABLE),
-                            Reservation.expires_at <= now)
+        query = query.where(or_(Reservation.status == "expired",
+                                Reservation.status.in_(reservations.DIALABLE)
+                                & (Reservation.expires_at <= now)))
     elif status in reservations.DIALABLE:
         query = query.where(Reservation.status == status, Reservation.expires_at > now)
     elif status:
@@ -98,3 +99,14 @@ def pings_summary(obj: Context, key_ref: str | None, since: timedelta, as_json: 
         key_ids = ([admin.find_key(db, key_ref).id] if key_ref
                    else list(db.scalars(select(PostbackKey.id))))
         emit(pings.summary(db, key_ids, reservations.utcnow() - since), as_json)
+
+
+@main.command("report")
+@click.option("--since", type=Since(), default="24h", show_default=True, help="How far back.")
+@click.option("--by", type=click.Choice(reports.BY), help="One row per publisher, campaign or target.")
+@json_option
+@click.pass_obj
+def report(obj: Context, since: timedelta, by: str | None, as_json: bool) -> None:
+    """Pings, reservations, calls, answered, converted, talk time and payout."""
+    with obj.session() as db:
+        emit(reports.report(db, reservations.utcnow() - since, by), as_json)
