@@ -29,9 +29,12 @@ CREATE TABLE IF NOT EXISTS publishers (
   CONSTRAINT publishers_name_uq UNIQUE (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+-- fallback_sip_uri takes carriers' calls to the campaign's numbers that
+-- match no reservation (NULL: they are refused with 404).
 CREATE TABLE IF NOT EXISTS campaigns (
   id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   name VARCHAR(128) NOT NULL,
+  fallback_sip_uri VARCHAR(255) NULL,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   CONSTRAINT campaigns_name_uq UNIQUE (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -109,8 +112,31 @@ CREATE TABLE IF NOT EXISTS reservations (
   CONSTRAINT reservations_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
   CONSTRAINT reservations_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
   INDEX reservations_live_idx (status, expires_at),
+  INDEX reservations_pstn_idx (inbound_number, caller_number, status),
   INDEX reservations_target_live_idx (target_id, status, expires_at),
   INDEX reservations_target_charged_idx (target_id, confirmed_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Carriers deliver PSTN calls for our numbers; their addresses are in
+-- `address`, group 2, tag 'carrier:<id>'.
+CREATE TABLE IF NOT EXISTS carriers (
+  id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  name VARCHAR(128) NOT NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT carriers_name_uq UNIQUE (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- The pool of inbound numbers (E.164), for one campaign or (NULL) any. A
+-- number is shared by reservations with caller numbers (a call is matched
+-- by dialled number plus caller ID), or held by one reservation without a
+-- caller number until held_until (its expiry, or the end of its call).
+CREATE TABLE IF NOT EXISTS numbers (
+  number VARCHAR(16) PRIMARY KEY,
+  campaign_id INT UNSIGNED NULL,
+  held_by BIGINT UNSIGNED NULL,
+  held_until TIMESTAMP NULL DEFAULT NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT numbers_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Every call let through for a reservation, written by the procedures
@@ -252,6 +278,15 @@ FROM (SELECT target_id,
 
 DELIMITER //
 
+-- '+1 (800) 555-0100', '18005550100', '8005550100' and 'tel:+18005550100'
+-- all become '+18005550100': ten digits are a NANP number, more are E.164.
+CREATE OR REPLACE FUNCTION rtb_e164(p_raw VARCHAR(64)) RETURNS VARCHAR(16)
+DETERMINISTIC NO SQL
+BEGIN
+  DECLARE v_digits VARCHAR(64) DEFAULT REGEXP_REPLACE(p_raw, '[^0-9]', '');
+  RETURN LEFT(CONCAT('+', IF(LENGTH(v_digits) = 10, CONCAT('1', v_digits), v_digits)), 16);
+END //
+
 -- Confirm a reservation, charging a target's caps, and with p_claim also
 -- claim it for the call at hand. Targets are tried in the reservation's
 -- candidate order (only its own target without p_fallback); each is locked
@@ -260,7 +295,7 @@ DELIMITER //
 -- A failed confirm (not a failed claim) leaves the reservation 'no-target'.
 CREATE OR REPLACE PROCEDURE rtb_confirm(
   IN p_uuid CHAR(36), IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN, IN p_fallback BOOLEAN,
-  IN p_call_id VARCHAR(255), IN p_from VARCHAR(64),
+  IN p_call_id VARCHAR(255), IN p_from VARCHAR(64), IN p_via VARCHAR(4),
   OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
 MODIFIES SQL DATA
 BEGIN
@@ -326,12 +361,38 @@ BEGIN
     END IF;
   END IF;
   IF p_result = 'claimed' THEN
-    INSERT INTO calls (reservation_id, target_id, call_id, source)
-      SELECT id, target_id, p_call_id, p_from FROM reservations WHERE id = v_id;
+    INSERT INTO calls (reservation_id, target_id, call_id, via, source)
+      SELECT id, target_id, p_call_id, p_via, p_from FROM reservations WHERE id = v_id;
     SELECT t.sip_uri INTO p_destination
       FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
   END IF;
   COMMIT;
+END //
+
+-- The live reservation a carrier's call is for: the number dialled and the
+-- caller ID (any common form of a NANP or E.164 number), or the number
+-- alone when it is held for one reservation. When none, p_uuid is NULL and
+-- p_fallback the number's campaign's fallback URI, if it has one.
+CREATE OR REPLACE PROCEDURE rtb_pstn_match(
+  IN p_dialled VARCHAR(64), IN p_caller VARCHAR(64), OUT p_uuid CHAR(36),
+  OUT p_fallback VARCHAR(255))
+READS SQL DATA
+BEGIN
+  DECLARE v_dialled VARCHAR(16) DEFAULT rtb_e164(p_dialled);
+  DECLARE v_caller VARCHAR(16) DEFAULT rtb_e164(p_caller);
+  SET p_uuid = NULL, p_fallback = NULL;
+  SELECT r.uuid INTO p_uuid FROM numbers n JOIN reservations r ON r.id = n.held_by
+   WHERE n.number = v_dialled AND n.held_until > NOW() AND r.status IN ('reserved', 'confirmed');
+  IF p_uuid IS NULL THEN
+    SELECT uuid INTO p_uuid FROM reservations
+     WHERE inbound_number = v_dialled AND caller_number = v_caller
+       AND status IN ('reserved', 'confirmed') AND expires_at > NOW()
+     ORDER BY id DESC LIMIT 1;
+  END IF;
+  IF p_uuid IS NULL THEN
+    SELECT c.fallback_sip_uri INTO p_fallback
+      FROM numbers n JOIN campaigns c ON c.id = n.campaign_id WHERE n.number = v_dialled;
+  END IF;
 END //
 
 -- Reservations past expires_at without a call become 'expired' (Kamailio
@@ -370,6 +431,9 @@ BEGIN
            c.converted = TIMESTAMPDIFF(MICROSECOND, c.answered_at, NOW(3)) >= r.min_seconds * 1000000,
            c.ended_at = NOW(3), r.status = 'completed'
      WHERE c.id = v_call;
+    -- A number held for this reservation alone is free for the next one.
+    UPDATE numbers n JOIN calls c ON c.reservation_id = n.held_by
+       SET n.held_until = NOW() WHERE c.id = v_call;
   ELSEIF v_call IS NOT NULL THEN
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
        SET c.ended_at = NOW(3), c.final_status = p_code, r.status = 'confirmed'

@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from app import notifier, targeting
 from app.credentials import ha1, key_hash, new_postback_key
 from app.errors import ApiError
-from app.models import Address, Campaign, PostbackKey, Publisher, Subscriber, Target
+from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
+                        Target)
 from app.phone import InvalidNumber, to_e164
 
 PUBLISHERS_GROUP = 1
+CARRIERS_GROUP = 2
 SIP_URI = re.compile(r"^sips?:([^\s@]+@)?[^\s@]+$")
 SIP_USERNAME = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 MAX_TTL = 86400
@@ -47,22 +49,62 @@ def add_publisher(session: Session, name: str) -> Publisher:
     return _add_named(session, Publisher, name)
 
 
-def add_campaign(session: Session, name: str) -> Campaign:
-    return _add_named(session, Campaign, name)
+def add_campaign(session: Session, name: str, fallback_sip_uri: str | None = None) -> Campaign:
+    row = _add_named(session, Campaign, name)
+    return set_fallback(session, row, fallback_sip_uri) if fallback_sip_uri else row
+
+
+def set_fallback(session: Session, campaign: Campaign | int, sip_uri: str | None) -> Campaign:
+    """Where carriers' calls to the campaign's numbers go when they match no reservation."""
+    row = campaign if isinstance(campaign, Campaign) else _get(session, Campaign, campaign)
+    row.fallback_sip_uri = _sip_uri(sip_uri) if sip_uri else None
+    session.flush()
+    return row
+
+
+def _sip_uri(uri: str) -> str:
+    if len(uri) > 255 or not SIP_URI.match(uri):
+        raise ApiError(422, "invalid_sip_uri", f"{uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
+    return uri
 
 
 def allow_ip(session: Session, publisher_id: int, cidr: str) -> Address:
     """Whitelist a source network for a publisher; Kamailio reloads after commit."""
     _get(session, Publisher, publisher_id)
+    return _allow(session, PUBLISHERS_GROUP, f"publisher:{publisher_id}", cidr)
+
+
+def _allow(session: Session, group: int, tag: str, cidr: str) -> Address:
     try:
         network = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         raise ApiError(422, "invalid_cidr", f"{cidr!r} is not an address or network") from None
-    row = Address(grp=PUBLISHERS_GROUP, ip_addr=str(network.network_address),
-                  mask=network.prefixlen, port=0, tag=f"publisher:{publisher_id}")
+    row = Address(grp=group, ip_addr=str(network.network_address),
+                  mask=network.prefixlen, port=0, tag=tag)
     session.add(row)
     session.flush()
     notifier.queue(session, "permissions.addressReload")
+    return row
+
+
+def add_carrier(session: Session, name: str, cidr: str) -> tuple[Carrier, Address]:
+    """A carrier whose calls from CIDR are matched to reservations by number and caller ID."""
+    carrier = _add_named(session, Carrier, name)
+    return carrier, _allow(session, CARRIERS_GROUP, f"carrier:{carrier.id}", cidr)
+
+
+def add_number(session: Session, number: str, campaign_id: int | None = None) -> Number:
+    if campaign_id is not None:
+        _get(session, Campaign, campaign_id)
+    try:
+        row = Number(number=to_e164(number), campaign_id=campaign_id)
+    except InvalidNumber as error:
+        raise ApiError(422, "invalid_number", str(error)) from None
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ApiError(409, "number_taken", f"{row.number} is in the pool already") from None
     return row
 
 
@@ -140,10 +182,7 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
     """Change what is given; caps and rules apply from the next ping or confirm."""
     row = target if isinstance(target, Target) else _get(session, Target, target)
     if sip_uri is not None:
-        if len(sip_uri) > 255 or not SIP_URI.match(sip_uri):
-            raise ApiError(422, "invalid_sip_uri",
-                           f"{sip_uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
-        row.sip_uri = sip_uri
+        row.sip_uri = _sip_uri(sip_uri)
     if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
         raise ApiError(422, "invalid_target", "payout and minimum seconds may not be negative")
     row.payout = row.payout if payout is None else payout

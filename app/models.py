@@ -30,6 +30,7 @@ class Campaign(Base):
     __tablename__ = "campaigns"
     id: Mapped[intpk]
     name: Mapped[str] = mapped_column(String(128))
+    fallback_sip_uri: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
@@ -108,6 +109,24 @@ class Call(Base):
     talk_seconds: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
     final_status: Mapped[int | None]
     converted: Mapped[bool]
+
+
+class Carrier(Base):
+    __tablename__ = "carriers"
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
+
+
+class Number(Base):
+    """A pool number; held_by/held_until while one reservation has it alone."""
+
+    __tablename__ = "numbers"
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    held_by: Mapped[int | None] = mapped_column(BigInteger)
+    held_until: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
 class CallerReservation(Base):

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from app import notifier, targeting
 from app.credentials import key_hash
 from app.errors import ApiError
-from app.models import (CallerReservation, KeyRateWindow, PostbackKey, Reservation, Target,
-                        target_usage)
+from app.models import (CallerReservation, KeyRateWindow, Number, PostbackKey, Reservation,
+                        Target, target_usage)
 from app.phone import InvalidNumber, to_e164
 
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -25,6 +25,8 @@ UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 # a dial just too late is answered 410 from memory; then the entry goes.
 HTABLE_GRACE = 5
 DIALABLE = ("reserved", "confirmed")
+# Reservations a carrier's call could still be for, or is for.
+ON_A_NUMBER = ("reserved", "confirmed", "claimed")
 CANDIDATES_MAX = 255
 _UPSERT_WINDOW = text(
     "INSERT INTO key_rate_windows (key_id, window_start, pings) VALUES (:key, :window, 1) "
@@ -142,9 +144,42 @@ def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags:
     session.flush()
     if shield is not None:
         shield.reservation_id = reservation.id
+    reservation.inbound_number = key.inbound_number or _pool_number(session, key, reservation)
     notifier.queue(session, "htable.setxs", "rsv", reservation.uuid, htable_value(reservation),
                    key.ttl_seconds + HTABLE_GRACE)
     return Reserved(reservation)
+
+
+def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -> str | None:
+    """A pool number a carrier's call can be matched by, or None when none is free.
+
+    With a caller number: one no other live reservation shares with this
+    caller (matched by number plus caller ID). Without: one no live
+    reservation uses, held for this one alone until it expires. Each number's
+    row is locked while it is judged, in a fixed order (no deadlocks), so
+    racing pings cannot take the same number for the same match.
+    """
+    now = utcnow()
+    pool = session.scalars(
+        select(Number.number)
+        .where(or_(Number.campaign_id == key.campaign_id, Number.campaign_id.is_(None)))
+        .order_by(Number.campaign_id.is_(None), Number.number)).all()
+    for number in pool:
+        row = session.scalars(select(Number).where(Number.number == number).with_for_update()
+                              .execution_options(populate_existing=True)).one()
+        if row.held_until is not None and row.held_until > now:
+            continue
+        sharing = select(func.count()).where(
+            Reservation.inbound_number == number, Reservation.status.in_(ON_A_NUMBER),
+            Reservation.expires_at > now, Reservation.id != reservation.id)
+        if reservation.caller_number:
+            sharing = sharing.where(Reservation.caller_number == reservation.caller_number)
+        if session.scalar(sharing):
+            continue
+        if reservation.caller_number is None:
+            row.held_by, row.held_until = reservation.id, reservation.expires_at
+        return number
+    return None
 
 
 def htable_value(reservation: Reservation) -> str:
@@ -163,7 +198,7 @@ def confirm(session: Session, reservation: Reservation, fallback: bool = False) 
     # pool: a request never holds two while it waits for the target's lock.
     session.commit()
     with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("CALL rtb_confirm(:uuid, NULL, FALSE, :fallback, NULL, NULL, @r, @d)"),
+        conn.execute(text("CALL rtb_confirm(:uuid, NULL, FALSE, :fallback, NULL, NULL, NULL, @r, @d)"),
                      {"uuid": reservation.uuid, "fallback": fallback})
         result = conn.scalar(text("SELECT @r"))
     session.refresh(reservation)

@@ -23,15 +23,15 @@ SDP = """
       m=audio [media_port] RTP/AVP 0
       a=rtpmap:0 PCMU/8000"""
 DIALOG = """
-      From: <sip:publisher@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[field0]@[domain]>{to_tag}
       Call-ID: [call_id]
       CSeq: {cseq} {method}"""
 
 
 def _request(method: str, cseq: int, *, uri: str = "sip:[field0]@[domain]", to_tag: str = "",
-             extra: str = "", body: str = "") -> str:
-    dialog = DIALOG.format(to_tag=to_tag, cseq=cseq, method=method)
+             extra: str = "", body: str = "", caller: str = "publisher") -> str:
+    dialog = DIALOG.format(to_tag=to_tag, cseq=cseq, method=method, caller=caller)
     content = "\n      Content-Type: application/sdp\n      Content-Length: [len]" if body else \
         "\n      Content-Length: 0"
     lines = f"""
@@ -45,23 +45,32 @@ def _request(method: str, cseq: int, *, uri: str = "sip:[field0]@[domain]", to_t
     return f"  <send{retrans}><![CDATA[{lines}    ]]></send>\n"
 
 
-def _refused_ack(cseq: int) -> str:
-    return _request("ACK", cseq, to_tag="[peer_tag_param]")
+def _refused_ack(cseq: int, caller: str) -> str:
+    return _request("ACK", cseq, to_tag="[peer_tag_param]", caller=caller)
 
 
-def publisher_scenario(*, auth: bool = False, refused_with: int | None = None) -> str:
-    """INVITE (answering a 407 with digest when auth), then connect or expect a refusal."""
-    steps = [_request("INVITE", 1, body=SDP), '  <recv response="100" optional="true"/>\n']
+def publisher_scenario(*, auth: bool = False, refused_with: int | None = None,
+                       caller_id: str | None = None) -> str:
+    """INVITE (answering a 407 with digest when auth), then connect or expect a refusal.
+
+    caller_id 'from' puts the injection file's second field in From, 'pai' in
+    a P-Asserted-Identity (as carriers send it), with a From that is not it."""
+    caller = "[field1]" if caller_id == "from" else "publisher"
+    pai = "\n      P-Asserted-Identity: <sip:[field1]@carrier.invalid>" if caller_id == "pai" else ""
+    steps = [_request("INVITE", 1, body=SDP, caller=caller, extra=pai),
+             '  <recv response="100" optional="true"/>\n']
     cseq = 1
     if auth:
         cseq = 2
-        steps += ['  <recv response="407" auth="true"/>\n', _refused_ack(1),
-                  _request("INVITE", 2, body=SDP, extra="\n      [authentication]"),
+        steps += ['  <recv response="407" auth="true"/>\n', _refused_ack(1, caller),
+                  _request("INVITE", 2, body=SDP, caller=caller,
+                           extra="\n      [authentication]"),
                   '  <recv response="100" optional="true"/>\n']
     if refused_with is not None:
-        steps += [f'  <recv response="{refused_with}"/>\n', _refused_ack(cseq)]
+        steps += [f'  <recv response="{refused_with}"/>\n', _refused_ack(cseq, caller)]
     else:
-        in_dialog = {"uri": "[next_url]", "to_tag": "[peer_tag_param]", "extra": "\n      [routes]"}
+        in_dialog = {"uri": "[next_url]", "to_tag": "[peer_tag_param]", "extra": "\n      [routes]",
+                     "caller": caller}
         steps += ['  <recv response="180" optional="true"/>\n',
                   '  <recv response="200" rrs="true"/>\n',
                   _request("ACK", cseq, **in_dialog), "  <pause/>\n",
@@ -135,16 +144,20 @@ def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
          source_ip: str = "127.0.0.1",
          domain: str | None = None, user: str | None = None, password: str | None = None,
          refused_with: int | None = None, hold_ms: int = 200, calls: int = 1,
-         rate: int = 10, transport: str = "u1") -> Dial:
+         rate: int = 10, transport: str = "u1", caller_id: tuple[str, str] | None = None) -> Dial:
     """Run SIPp as a publisher: rc 0 when every call went as the scenario expects.
 
-    With a list of uuids, call i dials uuids[i] (SIPp's -inf injection file)."""
+    With a list of uuids, call i dials uuids[i] (SIPp's -inf injection file).
+    A carrier dials a number instead of a uuid, with caller_id ('from' or
+    'pai', the caller's number)."""
     auth = user is not None
     uuids = [uuid] * calls if isinstance(uuid, str) else uuid
+    caller = caller_id[1] if caller_id else ""
     injection = workdir / f"uuids-{free_port()}.csv"
-    injection.write_text("SEQUENTIAL\n" + "".join(f"{u};\n" for u in uuids))
-    scenario = workdir / f"publisher-{'auth' if auth else 'ip'}-{refused_with or 'call'}.xml"
-    scenario.write_text(publisher_scenario(auth=auth, refused_with=refused_with))
+    injection.write_text("SEQUENTIAL\n" + "".join(f"{u};{caller};\n" for u in uuids))
+    how = caller_id[0] if caller_id else None
+    scenario = workdir / f"publisher-{'auth' if auth else 'ip'}-{refused_with or 'call'}-{how}.xml"
+    scenario.write_text(publisher_scenario(auth=auth, refused_with=refused_with, caller_id=how))
     port = free_port(source_ip)
     errors = workdir / f"publisher-{port}.err"
     argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),

@@ -11,13 +11,15 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from app.db import make_sessionmaker
 from app.errors import ApiError
 from app.settings import Settings, SettingsError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+# MySQL client errors for a server that is down or gone away.
+_UNREACHABLE = {2002, 2003, 2006, 2013}
 
 
 def emit(data: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
@@ -71,12 +73,13 @@ def run() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except OperationalError:
-        click.echo("error: cannot reach the database (is the stack up? see RTB_DATABASE_URL)",
-                   err=True)
-        sys.exit(1)
     except DBAPIError as error:
-        click.echo(f"error: the database refused: {error.orig}", err=True)
+        code = error.orig.args[0] if error.orig and error.orig.args else None
+        if code in _UNREACHABLE:
+            click.echo("error: cannot reach the database (is the stack up? see RTB_DATABASE_URL)",
+                       err=True)
+        else:
+            click.echo(f"error: the database refused: {error.orig}", err=True)
         sys.exit(1)
     except RuntimeError as error:
         click.echo(f"error: {error}", err=True)

@@ -1,4 +1,4 @@
-"""rtbctl publisher / campaign / target / key: setting up the market."""
+"""rtbctl publisher / campaign / target / key / carrier / number: setting up the market."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import click
+from sqlalchemy import select
 
 from app import admin
 from app.cli import Context, emit, json_option, main
-from app.models import PostbackKey, Target
+from app.models import Number, PostbackKey, Target
 
 CLEAR = object()
 
@@ -151,11 +152,23 @@ def campaign() -> None:
 
 @campaign.command("add")
 @click.argument("name")
+@click.option("--fallback-sip-uri", help="Where carriers' calls that match no reservation go.")
 @json_option
 @click.pass_obj
-def campaign_add(obj: Context, name: str, as_json: bool) -> None:
-    row = obj.apply(admin.add_campaign, name)
-    emit({"id": row.id, "name": row.name}, as_json)
+def campaign_add(obj: Context, name: str, fallback_sip_uri: str | None, as_json: bool) -> None:
+    row = obj.apply(admin.add_campaign, name, fallback_sip_uri)
+    emit({"id": row.id, "name": row.name, "fallback_sip_uri": row.fallback_sip_uri}, as_json)
+
+
+@campaign.command("fallback")
+@click.argument("campaign_id", type=int)
+@click.argument("sip_uri")
+@json_option
+@click.pass_obj
+def campaign_fallback(obj: Context, campaign_id: int, sip_uri: str, as_json: bool) -> None:
+    """Send carriers' unmatched calls for the campaign's numbers to SIP_URI ('' refuses them)."""
+    row = obj.apply(admin.set_fallback, campaign_id, sip_uri)
+    emit({"id": row.id, "name": row.name, "fallback_sip_uri": row.fallback_sip_uri}, as_json)
 
 
 @main.group()
@@ -263,3 +276,45 @@ def key_edit(obj: Context, key_ref: str, as_json: bool, **options: Any) -> None:
     def change(db):
         return admin.edit_key(db, admin.find_key(db, key_ref), **_key_settings(options))
     emit(key_json(obj.apply(change)), as_json)
+
+
+@main.group()
+def carrier() -> None:
+    """Carriers: who delivers PSTN calls for our numbers."""
+
+
+@carrier.command("add")
+@click.argument("name")
+@click.argument("cidr")
+@json_option
+@click.pass_obj
+def carrier_add(obj: Context, name: str, cidr: str, as_json: bool) -> None:
+    """Let calls for our numbers in from CIDR (takes effect within a second)."""
+    row, address = obj.apply(admin.add_carrier, name, cidr)
+    emit({"id": row.id, "name": row.name, "ip_addr": address.ip_addr, "mask": address.mask},
+         as_json)
+
+
+@main.group()
+def number() -> None:
+    """The pool of inbound numbers carriers deliver to us."""
+
+
+@number.command("add")
+@click.argument("e164")
+@click.option("--campaign", "campaign_id", type=int, help="Only for this campaign's reservations.")
+@json_option
+@click.pass_obj
+def number_add(obj: Context, e164: str, campaign_id: int | None, as_json: bool) -> None:
+    row = obj.apply(admin.add_number, e164, campaign_id)
+    emit({"number": row.number, "campaign_id": row.campaign_id}, as_json)
+
+
+@number.command("list")
+@json_option
+@click.pass_obj
+def number_list(obj: Context, as_json: bool) -> None:
+    with obj.session() as db:
+        emit([{"number": n.number, "campaign_id": n.campaign_id, "held_by": n.held_by,
+               "held_until": n.held_until} for n in db.scalars(select(Number).order_by(Number.number))],
+             as_json)
