@@ -33,16 +33,21 @@ def _get(session: Session, model, ident: int):
     return found
 
 
-def _add_named(session: Session, model, name: str):
-    if not name.strip() or len(name) > 128:
-        raise ApiError(422, "invalid_name", "a name has 1 to 128 characters")
-    row = model(name=name.strip())
+def _insert(session: Session, row, code: str, taken: str):
+    """Add a row; a unique key it would break is a 409 with this code and message."""
     session.add(row)
     try:
         session.flush()
     except IntegrityError:
-        raise ApiError(409, "name_taken", f"a {model.__name__.lower()} named {name!r} exists") from None
+        raise ApiError(409, code, taken) from None
     return row
+
+
+def _add_named(session: Session, model, name: str):
+    if not name.strip() or len(name) > 128:
+        raise ApiError(422, "invalid_name", "a name has 1 to 128 characters")
+    return _insert(session, model(name=name.strip()), "name_taken",
+                   f"a {model.__name__.lower()} named {name!r} exists")
 
 
 def add_publisher(session: Session, name: str) -> Publisher:
@@ -97,15 +102,11 @@ def add_number(session: Session, number: str, campaign_id: int | None = None) ->
     if campaign_id is not None:
         _get(session, Campaign, campaign_id)
     try:
-        row = Number(number=to_e164(number), campaign_id=campaign_id)
+        number = to_e164(number)
     except InvalidNumber as error:
         raise ApiError(422, "invalid_number", str(error)) from None
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        raise ApiError(409, "number_taken", f"{row.number} is in the pool already") from None
-    return row
+    return _insert(session, Number(number=number, campaign_id=campaign_id), "number_taken",
+                   f"{number} is in the pool already")
 
 
 def set_sip_user(session: Session, publisher_id: int, username: str, password: str,
