@@ -163,9 +163,10 @@ CREATE TABLE IF NOT EXISTS calls (
   INDEX calls_target_live_idx (target_id, ended_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- Ping Shield: at most one live reservation per caller in a scope
--- ('k<key id>' or 'c<campaign id>'). The row's lock serialises pings for
--- the same caller, so two racing pings cannot both reserve.
+-- At most one live reservation per caller in a scope: for Ping Shield
+-- 'k<key id>' or 'c<campaign id>', and 'n<number>' for the pool number a
+-- caller's reservation shares. The row's lock serialises pings for the same
+-- caller, so two racing pings cannot both take it.
 CREATE TABLE IF NOT EXISTS caller_reservations (
   scope VARCHAR(16) CHARACTER SET ascii NOT NULL,
   caller_number VARCHAR(16) NOT NULL,

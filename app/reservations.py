@@ -85,6 +85,11 @@ def check_rate(session: Session, key: PostbackKey) -> None:
 def _shield(session: Session, key: PostbackKey, caller: str) -> CallerReservation:
     """The caller's row in the key's (or campaign's) scope, locked until commit."""
     scope = f"k{key.id}" if key.duplicate_scope == "key" else f"c{key.campaign_id}"
+    return _caller_row(session, scope, caller)
+
+
+def _caller_row(session: Session, scope: str, caller: str) -> CallerReservation:
+    """A caller's row in a scope (a key, a campaign or a number), locked until commit."""
     session.execute(_LOCK_CALLER, {"scope": scope, "caller": caller})
     return session.scalars(
         select(CallerReservation)
@@ -136,7 +141,7 @@ def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags:
     reservation = Reservation(
         uuid=str(uuidlib.uuid4()), key_id=key.id, publisher_id=key.publisher_id,
         campaign_id=key.campaign_id, target_id=best.id, caller_number=caller_number,
-        inbound_number=key.inbound_number, payout=best.payout, min_seconds=best.min_seconds,
+        payout=best.payout, min_seconds=best.min_seconds,
         tags=tags, status="reserved", candidates=_candidates(ranked), created_at=now,
         expires_at=now + timedelta(seconds=key.ttl_seconds),
     )
@@ -150,14 +155,21 @@ def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags:
     return Reserved(reservation)
 
 
+def _live(session: Session, reservation_id: int | None) -> bool:
+    earlier = session.get(Reservation, reservation_id) if reservation_id else None
+    return earlier is not None and earlier.status in ON_A_NUMBER and earlier.expires_at > utcnow()
+
+
 def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -> str | None:
     """A pool number a carrier's call can be matched by, or None when none is free.
 
-    With a caller number: one no other live reservation shares with this
-    caller (matched by number plus caller ID). Without: one no live
-    reservation uses, held for this one alone until it expires. Each number's
-    row is locked while it is judged, in a fixed order (no deadlocks), so
-    racing pings cannot take the same number for the same match.
+    With a caller number: a number not held, that no other live reservation
+    shares with this caller (a call is matched by number plus caller ID);
+    the number's row is read under a shared lock and the (number, caller)
+    row locked, so sharers do not wait for each other. Without: a number no
+    live reservation uses, held for this one alone until it expires, under
+    the number row's exclusive lock. Numbers are taken in a fixed order, so
+    these locks cannot deadlock.
     """
     now = utcnow()
     pool = session.scalars(
@@ -165,20 +177,24 @@ def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -
         .where(or_(Number.campaign_id == key.campaign_id, Number.campaign_id.is_(None)))
         .order_by(Number.campaign_id.is_(None), Number.number)).all()
     for number in pool:
-        row = session.scalars(select(Number).where(Number.number == number).with_for_update()
-                              .execution_options(populate_existing=True)).one()
+        row = session.scalars(
+            select(Number).where(Number.number == number)
+            .with_for_update(read=reservation.caller_number is not None)
+            .execution_options(populate_existing=True)).one()
         if row.held_until is not None and row.held_until > now:
             continue
-        sharing = select(func.count()).where(
-            Reservation.inbound_number == number, Reservation.status.in_(ON_A_NUMBER),
-            Reservation.expires_at > now, Reservation.id != reservation.id)
         if reservation.caller_number:
-            sharing = sharing.where(Reservation.caller_number == reservation.caller_number)
-        if session.scalar(sharing):
-            continue
-        if reservation.caller_number is None:
+            match = _caller_row(session, f"n{number}", reservation.caller_number)
+            if _live(session, match.reservation_id):
+                continue
+            match.reservation_id = reservation.id
+            return number
+        in_use = session.scalar(select(func.count()).where(
+            Reservation.inbound_number == number, Reservation.status.in_(ON_A_NUMBER),
+            Reservation.expires_at > now))
+        if not in_use:
             row.held_by, row.held_until = reservation.id, reservation.expires_at
-        return number
+            return number
     return None
 
 

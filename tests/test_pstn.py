@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -106,3 +107,12 @@ def test_an_unmatched_carrier_call_goes_to_the_campaigns_fallback(client, market
     assert call.returncode == 0, call.log
     assert fallback.wait() == 0
     assert "X-RTB-Reservation" not in fallback.received()
+
+
+def test_racing_pings_never_hold_one_number_twice(app, market, pstn):
+    m = market()
+    numbers = {pstn(m.campaign_id)[1] for _ in range(3)}
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda _: ping(app.test_client(), m.key)["inbound_number"], range(12)))
+    held = [n for n in got if n is not None]
+    assert sorted(held) == sorted(numbers)
