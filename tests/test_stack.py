@@ -11,8 +11,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+from sqlalchemy.engine import make_url
 
-from tests.conftest import stack_env
+from app.stack.mariadb import KAMAILIO_GRANTS, load_schema
+from tests.conftest import next_loopback, stack_env
+from tests.sip import dial
 
 PYTHON = sys.executable
 
@@ -79,3 +82,45 @@ def test_down_stops_everything_and_keeps_the_data(second):
     assert stack("up").returncode == 0
     after = rtbctl("publisher", "add", "added-after-restart")["id"]
     assert after == before + 1
+
+
+def test_an_existing_database_server_is_used_when_given(tmp_path, database, buyers):
+    """RTB_DATABASE_URL: no private MariaDB; the operator made the database and users."""
+    database.root_sql(
+        "CREATE DATABASE rtb_existing;"
+        "CREATE USER 'existing_app'@'127.0.0.1' IDENTIFIED BY 'app-pw';"
+        "GRANT ALL ON rtb_existing.* TO 'existing_app'@'127.0.0.1';"
+        "CREATE USER 'existing_kamailio'@'127.0.0.1' IDENTIFIED BY 'kam-pw';")
+    port = database.settings.db_port
+    app_url = f"mysql+pymysql://existing_app:app-pw@127.0.0.1:{port}/rtb_existing"
+    load_schema(make_url(app_url))
+    database.root_sql(KAMAILIO_GRANTS.format(db="rtb_existing",
+                                             user="'existing_kamailio'@'127.0.0.1'"))
+    env = {**os.environ, **stack_env(tmp_path / "var"), "RTB_DATABASE_URL": app_url,
+           "RTB_KAMAILIO_DATABASE_URL":
+               f"mysql://existing_kamailio:kam-pw@127.0.0.1:{port}/rtb_existing"}
+    stack = [PYTHON, "-m", "app.stack"]
+    started = subprocess.run([*stack, "up"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert not (tmp_path / "var" / "mariadb").exists()
+        b = buyers()
+
+        def rtbctl(*args: str) -> dict:
+            done = subprocess.run([os.path.join(os.path.dirname(PYTHON), "rtbctl"), *args,
+                                   "--json"], env=env, capture_output=True, text=True, check=True)
+            return json.loads(done.stdout)
+
+        publisher = str(rtbctl("publisher", "add", "existing-pub")["id"])
+        ip = next_loopback()
+        rtbctl("publisher", "allow-ip", publisher, ip)
+        campaign = str(rtbctl("campaign", "add", "existing-campaign")["id"])
+        rtbctl("target", "add", campaign, "--sip-uri", b.uri, "--payout", "4", "--min-seconds", "1")
+        key = rtbctl("key", "add", campaign, publisher)["key"]
+        status, body = http(f"http://127.0.0.1:{env['RTB_HTTP_PORT']}/rtbs.json?key={key}", b"")
+        assert status == 200, body
+        call = dial(tmp_path, ("127.0.0.1", int(env["RTB_SIP_PORT"])), body["rtb"]["uuid"],
+                    source_ip=ip)
+        assert call.returncode == 0, call.log
+    finally:
+        subprocess.run([*stack, "down"], env=env, capture_output=True, timeout=120)
