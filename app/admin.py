@@ -84,6 +84,13 @@ def _allow(session: Session, group: int, tag: str, cidr: str) -> Address:
         network = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         raise ApiError(422, "invalid_cidr", f"{cidr!r} is not an address or network") from None
+    same = session.scalar(select(Address).where(
+        Address.grp == group, Address.ip_addr == str(network.network_address),
+        Address.mask == network.prefixlen))
+    if same is not None and same.tag == tag:
+        return same
+    if same is not None:
+        raise ApiError(409, "address_taken", f"{network} is whitelisted for {same.tag} already")
     row = Address(grp=group, ip_addr=str(network.network_address),
                   mask=network.prefixlen, port=0, tag=tag)
     session.add(row)

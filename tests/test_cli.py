@@ -173,3 +173,12 @@ def test_pings_and_reservations_report_what_happened(rtbctl, client):
     listed = as_json(rtbctl("reservations", "--campaign", campaign, "--status", "reserved",
                             "--json"))
     assert [r["uuid"] for r in listed] == [made.get_json()["rtb"]["uuid"]]
+
+
+def test_an_address_whitelisted_for_one_publisher_is_refused_for_another(rtbctl):
+    first = str(as_json(rtbctl("publisher", "add", "ip-owner-a", "--json"))["id"])
+    second = str(as_json(rtbctl("publisher", "add", "ip-owner-b", "--json"))["id"])
+    made = as_json(rtbctl("publisher", "allow-ip", first, "127.0.8.8", "--json"))
+    assert as_json(rtbctl("publisher", "allow-ip", first, "127.0.8.8/32", "--json")) == made
+    done = rtbctl("publisher", "allow-ip", second, "127.0.8.8", ok=False)
+    assert done.returncode == 1 and f"whitelisted for publisher:{first}" in done.stderr
