@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
@@ -65,3 +67,12 @@ def test_kamailio_may_claim_and_record_calls_through_the_procedures(database):
 
 def kamailio_url(database):
     return database.url("kamailio")
+
+
+def test_kamailios_database_password_is_in_a_private_file_not_its_command_line(kamailio, database):
+    password = database.url("kamailio").password
+    cmdline = Path(f"/proc/{kamailio.service.pid()}/cmdline").read_bytes().decode()
+    assert "mysql://" not in cmdline and password not in cmdline
+    secrets = kamailio.service.state_dir / "rtb-secrets.cfg"
+    assert password in secrets.read_text()
+    assert secrets.stat().st_mode & 0o777 == 0o600

@@ -4,46 +4,64 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 from app.kamailio_rpc import KamailioRPC, RPCError
 from app.settings import Settings
 from app.stack.mariadb import kamailio_database_url
 from app.stack.process import Service
 
+SECRETS = "rtb-secrets.cfg"
+
 
 def defines(settings: Settings) -> list[str]:
-    url = kamailio_database_url(settings)
     values = {
         "SIP_ADDR": settings.sip_addr,
         "SIP_PORT": str(settings.sip_port),
         "SIP_DOMAIN": f'"{settings.sip_domain}"',
         "SIP_REALM": f'"{settings.sip_realm}"',
         "RPC_PORT": str(settings.rpc_port),
-        "DBURL": f'"{url}"',
-        "SQLCON": f'"db=>{url}"',
     }
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
 
 
+def run_dir(settings: Settings) -> Path:
+    return settings.var_dir / "kamailio"
+
+
+def write_secrets(settings: Settings) -> Path:
+    """The database URL for kamailio.cfg's import_file, readable by us alone."""
+    url = kamailio_database_url(settings)
+    if '"' in url or "\n" in url:
+        raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
+    path = run_dir(settings) / SECRETS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n')
+    return path
+
+
 def argv(settings: Settings, *extra: str) -> list[str]:
-    run_dir = settings.var_dir / "kamailio"
     return [
         shutil.which("kamailio") or "/usr/sbin/kamailio", "-f", str(settings.kamailio_cfg),
-        "-Y", str(run_dir), "-w", str(run_dir), "-m", "128", "-M", "16",
+        "-Y", str(run_dir(settings)), "-w", str(run_dir(settings)), "-m", "128", "-M", "16",
         *defines(settings), *extra,
     ]
 
 
 def check_config(settings: Settings) -> subprocess.CompletedProcess:
-    return subprocess.run(argv(settings, "-c"), capture_output=True, text=True)
+    write_secrets(settings)
+    return subprocess.run(argv(settings, "-c"), capture_output=True, text=True,
+                          cwd=run_dir(settings))
 
 
 class Kamailio:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.rpc = KamailioRPC(settings.rpc_url, timeout=1.0)
-        # The command line carries the database URL, known once the database is up.
-        self.service = Service("kamailio", [], settings.var_dir / "kamailio")
+        self.service = Service("kamailio", argv(settings, "-DD", "-E"), run_dir(settings),
+                               cwd=run_dir(settings))
 
     def _ready(self) -> bool:
         try:
@@ -53,7 +71,8 @@ class Kamailio:
         return True
 
     def start(self) -> None:
-        self.service.argv = argv(self.settings, "-DD", "-E")
+        # Written now: the private database's credentials exist once it is up.
+        write_secrets(self.settings)
         self.service.start(self._ready, timeout=30)
 
     def stop(self) -> None:

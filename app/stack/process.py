@@ -30,6 +30,7 @@ class Service:
     argv: list[str]
     state_dir: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    cwd: Path | None = None
     # Set when this process started the service; `make down` runs in another.
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -64,7 +65,7 @@ class Service:
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.env, start_new_session=True,
+                env=self.env, cwd=self.cwd, start_new_session=True,
             )
         self.pid_file.write_text(str(self.proc.pid))
         if not wait_for(lambda: not self.alive() or ready(), timeout) or not self.alive():
