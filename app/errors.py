@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,16 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+# MySQL client errors for a server that is down or gone away.
+UNREACHABLE = {2002, 2003, 2006, 2013}
+
+
+def database_unreachable(error: DBAPIError) -> bool:
+    """The database is down or went away (not: it refused a statement)."""
+    return error.connection_invalidated or bool(
+        error.orig and error.orig.args and error.orig.args[0] in UNREACHABLE)
 
 
 def error_response(status: int, code: str, message: str):
@@ -48,6 +59,16 @@ def register(app: Flask) -> None:
         if status == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
+
+    @app.errorhandler(DBAPIError)
+    def database_error(error: DBAPIError):
+        if database_unreachable(error):
+            log.warning("database unavailable: %s", error.orig)
+            response = error_response(503, "database_unavailable",
+                                      "The database cannot be reached; try again shortly.")
+            response.headers["Retry-After"] = "5"
+            return response
+        return unexpected(error)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

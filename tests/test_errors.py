@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from app import create_app
+from app.settings import Settings
+from tests.sip import free_port
 
 
 def assert_error(response, status: int, code: str) -> None:
@@ -83,3 +87,12 @@ def test_nothing_is_reserved_by_a_refused_ping(client, market, sessions):
     client.post("/rtbs.json", query_string={"key": "wrong", "caller_number": "2025550123"})
     with sessions() as db:
         assert db.scalar(select(func.count()).select_from(Reservation)) == before
+
+
+def test_an_unreachable_database_is_503_json(env):
+    closed = free_port(kind=socket.SOCK_STREAM)
+    settings = Settings.from_env({**env, "RTB_DATABASE_URL":
+                                  f"mysql+pymysql://nobody:x@127.0.0.1:{closed}/rtb"})
+    response = create_app(settings).test_client().post("/rtbs.json", query_string={"key": "k"})
+    assert_error(response, 503, "database_unavailable")
+    assert response.headers["Retry-After"] == "5"

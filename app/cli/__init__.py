@@ -14,12 +14,10 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from app.db import make_sessionmaker
-from app.errors import ApiError
+from app.errors import ApiError, database_unreachable
 from app.settings import Settings, SettingsError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-# MySQL client errors for a server that is down or gone away.
-_UNREACHABLE = {2002, 2003, 2006, 2013}
 
 
 def emit(data: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
@@ -74,8 +72,7 @@ def run() -> None:
         error.show()
         sys.exit(error.exit_code)
     except DBAPIError as error:
-        code = error.orig.args[0] if error.orig and error.orig.args else None
-        if code in _UNREACHABLE:
+        if database_unreachable(error):
             click.echo("error: cannot reach the database (is the stack up? see RTB_DATABASE_URL)",
                        err=True)
         else:
