@@ -225,13 +225,19 @@ def add_key(session: Session, campaign_id: int, publisher_id: int,
 
 
 def find_key(session: Session, ref: str) -> PostbackKey:
-    """A key by its id, its first characters (as shown by `key list`) or the whole key."""
-    if ref.isdigit():
-        return _get(session, PostbackKey, int(ref))
-    if len(ref) > 8:
-        found = list(session.scalars(select(PostbackKey).where(PostbackKey.key_hash == key_hash(ref))))
+    """A key by its first 8 characters (as `key add` shows them), its id, or the whole key.
+
+    Exactly 8 characters are always a prefix: a hex prefix can be all digits.
+    """
+    if len(ref) == 8:
+        query = select(PostbackKey).where(PostbackKey.key_prefix == ref)
+    elif len(ref) > 8:
+        query = select(PostbackKey).where(PostbackKey.key_hash == key_hash(ref))
+    elif ref.isdigit():
+        query = select(PostbackKey).where(PostbackKey.id == int(ref))
     else:
-        found = list(session.scalars(select(PostbackKey).where(PostbackKey.key_prefix.startswith(ref))))
+        raise ApiError(404, "not_found", f"{ref!r} is no key id, 8-character prefix or key")
+    found = list(session.scalars(query))
     if len(found) != 1:
         raise ApiError(404, "not_found", f"no single key with id or prefix {ref!r}")
     return found[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -15,6 +16,7 @@ from app.models import Call, Reservation
 
 bp = Blueprint("api", __name__)
 
+OPENAPI = (Path(__file__).parent / "openapi.json").read_bytes()
 # Parameters with a meaning of their own; every other one becomes a tag.
 RESERVED_PARAMS = {"key", "caller_number"}
 
@@ -118,6 +120,11 @@ def confirm(uuid: str):
     reservation = reservations.find(db, key, uuid)
     reservations.confirm(db, reservation)
     return jsonify(rtb(reservation))
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return current_app.response_class(OPENAPI, mimetype="application/json")
 
 
 @bp.get("/healthz")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.credentials import ha1
 from app.models import Address, Subscriber
@@ -182,3 +182,15 @@ def test_an_address_whitelisted_for_one_publisher_is_refused_for_another(rtbctl)
     assert as_json(rtbctl("publisher", "allow-ip", first, "127.0.8.8/32", "--json")) == made
     done = rtbctl("publisher", "allow-ip", second, "127.0.8.8", ok=False)
     assert done.returncode == 1 and f"whitelisted for publisher:{first}" in done.stderr
+
+
+def test_a_key_prefix_of_digits_only_is_still_a_prefix(rtbctl, sessions):
+    publisher = str(as_json(rtbctl("publisher", "add", "digits-pub", "--json"))["id"])
+    campaign = str(as_json(rtbctl("campaign", "add", "digits-campaign", "--json"))["id"])
+    made = as_json(rtbctl("key", "add", campaign, publisher, "--json"))
+    with sessions() as db:
+        db.execute(text("UPDATE postback_keys SET key_prefix = '12345678' WHERE id = :i"),
+                   {"i": made["id"]})
+        db.commit()
+    assert as_json(rtbctl("key", "edit", "12345678", "--ttl", "45", "--json"))["id"] == made["id"]
+    assert as_json(rtbctl("key", "edit", str(made["id"]), "--ttl", "40", "--json"))["ttl"] == 40
