@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import subprocess
-from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
