@@ -225,14 +225,9 @@ CREATE TABLE IF NOT EXISTS `address` (
   `tag` VARCHAR(64)
 ) ENGINE=InnoDB;
 
--- What the SIP edge needs to admit a call: one row per reservation, read on
--- an htable miss. expires_epoch is text: htable cannot pack a BIGINT column.
-CREATE OR REPLACE VIEW reservation_routes AS
-SELECT uuid, publisher_id, CAST(UNIX_TIMESTAMP(expires_at) AS CHAR) AS expires_epoch, status
-FROM reservations;
-
 -- The reservations still dialable: loaded into Kamailio's htable at start.
--- Its columns are packed into the htable value in this order.
+-- Its columns are packed into the htable value in this order; expires_epoch
+-- is text because htable cannot pack a BIGINT column.
 CREATE OR REPLACE VIEW live_reservation_routes AS
 SELECT uuid, publisher_id, CAST(UNIX_TIMESTAMP(expires_at) AS CHAR) AS expires_epoch
 FROM reservations
@@ -372,20 +367,21 @@ END //
 
 -- The live reservation a carrier's call is for: the number dialled and the
 -- caller ID (any common form of a NANP or E.164 number), or the number
--- alone when it is held for one reservation. When none, p_uuid is NULL and
--- p_fallback the number's campaign's fallback URI, if it has one.
+-- alone when it is held for one reservation, and its publisher. When none,
+-- p_uuid is NULL and p_fallback the number's campaign's fallback URI, if any.
 CREATE OR REPLACE PROCEDURE rtb_pstn_match(
   IN p_dialled VARCHAR(64), IN p_caller VARCHAR(64), OUT p_uuid CHAR(36),
-  OUT p_fallback VARCHAR(255))
+  OUT p_publisher INT UNSIGNED, OUT p_fallback VARCHAR(255))
 READS SQL DATA
 BEGIN
   DECLARE v_dialled VARCHAR(16) DEFAULT rtb_e164(p_dialled);
   DECLARE v_caller VARCHAR(16) DEFAULT rtb_e164(p_caller);
-  SET p_uuid = NULL, p_fallback = NULL;
-  SELECT r.uuid INTO p_uuid FROM numbers n JOIN reservations r ON r.id = n.held_by
+  SET p_uuid = NULL, p_publisher = NULL, p_fallback = NULL;
+  SELECT r.uuid, r.publisher_id INTO p_uuid, p_publisher
+    FROM numbers n JOIN reservations r ON r.id = n.held_by
    WHERE n.number = v_dialled AND n.held_until > NOW() AND r.status IN ('reserved', 'confirmed');
   IF p_uuid IS NULL THEN
-    SELECT uuid INTO p_uuid FROM reservations
+    SELECT uuid, publisher_id INTO p_uuid, p_publisher FROM reservations
      WHERE inbound_number = v_dialled AND caller_number = v_caller
        AND status IN ('reserved', 'confirmed') AND expires_at > NOW()
      ORDER BY id DESC LIMIT 1;

@@ -23,7 +23,6 @@ KAMAILIO_GRANTS = """
 GRANT SELECT ON {db}.version TO {user};
 GRANT SELECT ON {db}.subscriber TO {user};
 GRANT SELECT ON {db}.address TO {user};
-GRANT SELECT ON {db}.reservation_routes TO {user};
 GRANT SELECT ON {db}.live_reservation_routes TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_confirm TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_call_event TO {user};
