@@ -52,6 +52,10 @@ class Settings:
     database_url_override: str | None
     kamailio_database_url_override: str | None
     kamailio_cfg: Path
+    sip_flood_window: int
+    sip_flood_requests: int
+    sip_ban_seconds: int
+    sip_auth_failures: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -74,6 +78,10 @@ class Settings:
             database_url_override=env.get("RTB_DATABASE_URL") or None,
             kamailio_database_url_override=env.get("RTB_KAMAILIO_DATABASE_URL") or None,
             kamailio_cfg=Path(env.get("RTB_KAMAILIO_CFG") or PROJECT_DIR / "kamailio" / "kamailio.cfg"),
+            sip_flood_window=_count(env, "RTB_SIP_FLOOD_WINDOW", 2),
+            sip_flood_requests=_count(env, "RTB_SIP_FLOOD_REQUESTS", 300),
+            sip_ban_seconds=_count(env, "RTB_SIP_BAN_SECONDS", 300),
+            sip_auth_failures=_count(env, "RTB_SIP_AUTH_FAILURES", 5),
         )
 
     @property

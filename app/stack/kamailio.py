@@ -21,6 +21,10 @@ def defines(settings: Settings) -> list[str]:
         "SIP_DOMAIN": f'"{settings.sip_domain}"',
         "SIP_REALM": f'"{settings.sip_realm}"',
         "RPC_PORT": str(settings.rpc_port),
+        "FLOOD_WINDOW": str(settings.sip_flood_window),
+        "FLOOD_REQUESTS": str(settings.sip_flood_requests),
+        "BAN_SECONDS": str(settings.sip_ban_seconds),
+        "AUTH_FAILURES": str(settings.sip_auth_failures),
     }
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
 
