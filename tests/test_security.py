@@ -1,0 +1,115 @@
+"""Nobody in who should not be: admin surfaces on loopback only, Kamailio's
+database user confined to what it needs, no secret stored in the clear."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid as uuidlib
+from pathlib import Path
+
+import pymysql
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+RTBCTL = str(Path(sys.executable).with_name("rtbctl"))
+APP_TABLES = ["publishers", "postback_keys", "subscriber", "address", "targets", "campaigns",
+              "carriers", "numbers", "reservations", "calls", "pings"]
+
+
+def rpc_status(settings, source_ip: str, port: int | None = None) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port or settings.rpc_port, timeout=5,
+                                            source_address=(source_ip, 0))
+    try:
+        connection.request("POST", "/RPC", body=b'{"jsonrpc":"2.0","method":"core.version","id":1}')
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_json_rpc_answers_only_from_127_0_0_1_and_only_on_its_port(settings, kamailio):
+    assert rpc_status(settings, "127.0.0.1") == 200
+    assert rpc_status(settings, "127.0.0.7") == 403
+    # HTTP to the SIP port is no way in either.
+    assert rpc_status(settings, "127.0.0.1", port=settings.sip_port) == 403
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses of the sockets a process holds that listen (TCP) or are bound (UDP)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, listening in (("tcp", "0A"), ("udp", "07")):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == listening:
+                found.add(socket.inet_ntoa(bytes.fromhex(fields[1].split(":")[0])[::-1]))
+    return found
+
+
+def test_kamailio_and_mariadb_listen_on_loopback_only(kamailio, database):
+    for service in (kamailio.service, database.service):
+        addresses = listening_addresses(service.pid())
+        assert addresses and all(a.startswith("127.") for a in addresses), (service.name, addresses)
+
+
+def test_the_private_mariadb_has_no_root_over_the_network(database, settings):
+    for password in ("", "root"):
+        with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+            pymysql.connect(host="127.0.0.1", port=settings.db_port, user="root", password=password)
+    hosts = database.root_sql("SELECT DISTINCT Host FROM mysql.global_priv").split()
+    assert set(hosts) <= {"localhost", "127.0.0.1"}, hosts
+
+
+@pytest.mark.parametrize("statement", [
+    *(f"INSERT INTO {table} SELECT * FROM {table} WHERE FALSE" for table in APP_TABLES),
+    *(f"UPDATE {table} SET created_at = created_at" for table in APP_TABLES
+      if table not in ("subscriber", "address", "calls")),
+    "UPDATE subscriber SET ha1 = ha1", "UPDATE address SET tag = tag",
+    "UPDATE calls SET ended_at = ended_at",
+    *(f"DELETE FROM {table}" for table in APP_TABLES),
+    "SELECT key_hash FROM postback_keys", "SELECT name FROM publishers",
+])
+def test_kamailios_database_user_may_not_touch_what_it_does_not_need(database, statement):
+    engine = create_engine(database.url("kamailio"))
+    try:
+        with engine.connect() as kamailio, pytest.raises((OperationalError, ProgrammingError),
+                                                         match="denied"):
+            kamailio.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def test_keys_and_sip_passwords_are_nowhere_in_the_database_in_the_clear(env, kamailio, sessions):
+    def rtbctl(*args: str) -> dict:
+        done = subprocess.run([RTBCTL, *args, "--json"], capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=30, check=True)
+        return json.loads(done.stdout)
+
+    suffix = uuidlib.uuid4().hex[:8]
+    publisher = str(rtbctl("publisher", "add", f"secret-{suffix}")["id"])
+    campaign = str(rtbctl("campaign", "add", f"secret-{suffix}")["id"])
+    key = rtbctl("key", "add", campaign, publisher)["key"]
+    password = f"pw-{uuidlib.uuid4().hex}"
+    rtbctl("publisher", "sip-user", publisher, f"user-{suffix}", password)
+    with sessions() as db:
+        columns = db.execute(text(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = DATABASE() AND data_type IN"
+            " ('char', 'varchar', 'text', 'mediumtext', 'longtext', 'json', 'blob', 'varbinary')"
+            " AND table_name IN (SELECT table_name FROM information_schema.tables"
+            "  WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE')")).all()
+        assert ("postback_keys", "key_hash") in columns and ("subscriber", "ha1") in columns
+        for secret in (key, password):
+            assert len(secret) > 16
+            found = [(t, c) for t, c in columns if db.scalar(text(
+                f"SELECT COUNT(*) FROM `{t}` WHERE INSTR(`{c}`, :secret) > 0"), {"secret": secret})]
+            assert found == [], found
