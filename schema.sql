@@ -404,36 +404,42 @@ END //
 
 -- What happened to a call Kamailio let through: p_event 'answered' (200 OK),
 -- 'ended' (BYE or dialog timeout) or 'failed' (a final reply >= 300, with
--- p_code). An answered call that ends uses the reservation up; one that
--- fails before answer gives it back to the publisher, still confirmed, until
--- it expires.
+-- p_code), at p_at (Unix time with microseconds, as Kamailio saw it; NULL:
+-- now). An answered call that ends uses the reservation up; one that fails
+-- before answer gives it back to the publisher, still confirmed, until it
+-- expires. Idempotent: Kamailio may report an event twice (the dialog's end
+-- and the BYE itself, or a retry after the database was away), and only the
+-- first of each counts.
 CREATE OR REPLACE PROCEDURE rtb_call_event(
-  IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED)
+  IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED,
+  IN p_at DECIMAL(16, 6))
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_call BIGINT UNSIGNED;
   DECLARE v_answered BOOLEAN;
+  DECLARE v_at TIMESTAMP(3);
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
 
   SET time_zone = '+00:00';
+  SET v_at = IFNULL(FROM_UNIXTIME(p_at), NOW(3));
   START TRANSACTION;
   SELECT id, answered_at IS NOT NULL INTO v_call, v_answered
     FROM calls WHERE call_id = p_call_id AND ended_at IS NULL
     ORDER BY id DESC LIMIT 1 FOR UPDATE;
   IF v_call IS NOT NULL AND p_event = 'answered' THEN
-    UPDATE calls SET answered_at = NOW(3), final_status = 200 WHERE id = v_call;
+    UPDATE calls SET answered_at = IFNULL(answered_at, v_at), final_status = 200 WHERE id = v_call;
   ELSEIF v_call IS NOT NULL AND v_answered THEN
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
-       SET c.talk_seconds = TIMESTAMPDIFF(MICROSECOND, c.answered_at, NOW(3)) / 1000000,
-           c.converted = TIMESTAMPDIFF(MICROSECOND, c.answered_at, NOW(3)) >= r.min_seconds * 1000000,
-           c.ended_at = NOW(3), r.status = 'completed'
+       SET c.talk_seconds = GREATEST(TIMESTAMPDIFF(MICROSECOND, c.answered_at, v_at), 0) / 1000000,
+           c.converted = TIMESTAMPDIFF(MICROSECOND, c.answered_at, v_at) >= r.min_seconds * 1000000,
+           c.ended_at = v_at, r.status = 'completed'
      WHERE c.id = v_call;
     -- A number held for this reservation alone is free for the next one.
     UPDATE numbers n JOIN calls c ON c.reservation_id = n.held_by
        SET n.held_until = NOW() WHERE c.id = v_call;
   ELSEIF v_call IS NOT NULL THEN
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
-       SET c.ended_at = NOW(3), c.final_status = p_code, r.status = 'confirmed'
+       SET c.ended_at = v_at, c.final_status = p_code, r.status = 'confirmed'
      WHERE c.id = v_call;
   END IF;
   COMMIT;

@@ -61,7 +61,7 @@ def test_kamailio_may_claim_and_record_calls_through_the_procedures(database):
     with engine.connect() as kamailio:
         kamailio.execute(text("CALL rtb_confirm('none', 1, TRUE, TRUE, 'c', '127.0.0.1', 'sip', @r, @d)"))
         assert kamailio.scalar(text("SELECT @r")) == "not_found"
-        kamailio.execute(text("CALL rtb_call_event('none', 'ended', 0)"))
+        kamailio.execute(text("CALL rtb_call_event('none', 'ended', 0, NULL)"))
     engine.dispose()
 
 
