@@ -27,8 +27,10 @@ _HTTP_CODES = {
 }
 
 
-# MySQL client errors for a server that is down or gone away.
-UNREACHABLE = {2002, 2003, 2006, 2013}
+# MySQL errors for a server that is down, going down or gone away: 1053
+# server shutdown in progress, 1927 connection killed, 2002/2003 cannot
+# connect, 2006/2013 gone away or lost mid-query.
+UNREACHABLE = {1053, 1927, 2002, 2003, 2006, 2013}
 
 
 def database_unreachable(error: DBAPIError) -> bool:
