@@ -160,7 +160,8 @@ CREATE TABLE IF NOT EXISTS calls (
   CONSTRAINT calls_reservation_fk FOREIGN KEY (reservation_id) REFERENCES reservations (id),
   CONSTRAINT calls_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
   INDEX calls_call_id_idx (call_id),
-  INDEX calls_target_live_idx (target_id, ended_at)
+  INDEX calls_target_live_idx (target_id, ended_at),
+  INDEX calls_open_idx (ended_at, answered_at, claimed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- At most one live reservation per caller in a scope: for Ping Shield
@@ -395,9 +396,23 @@ END //
 -- Reservations past expires_at without a call become 'expired' (Kamailio
 -- runs this every few seconds). Their confirmations stop holding buyers'
 -- slots the moment they expire; this makes it plain in the table.
-CREATE OR REPLACE PROCEDURE rtb_expire()
+-- Calls Kamailio lost track of (it restarted while they rang or talked) are
+-- ended too, so they stop holding their buyer's slot: one not answered after
+-- 2 minutes never will be (tm gives up at 30 s), and gives its reservation
+-- back as a 408; one answered and never hung up ends after
+-- p_call_max_seconds of talk, as its dialog's timeout would have.
+CREATE OR REPLACE PROCEDURE rtb_expire(IN p_call_max_seconds INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
+  SET time_zone = '+00:00';
+  UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
+     SET c.ended_at = NOW(3), c.final_status = 408, r.status = 'confirmed'
+   WHERE c.ended_at IS NULL AND c.answered_at IS NULL AND c.claimed_at < NOW(3) - INTERVAL 2 MINUTE;
+  UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
+     SET c.ended_at = c.answered_at + INTERVAL p_call_max_seconds SECOND,
+         c.talk_seconds = p_call_max_seconds,
+         c.converted = p_call_max_seconds >= r.min_seconds, r.status = 'completed'
+   WHERE c.ended_at IS NULL AND c.answered_at < NOW(3) - INTERVAL p_call_max_seconds SECOND;
   UPDATE reservations SET status = 'expired'
    WHERE status IN ('reserved', 'confirmed') AND expires_at <= NOW();
 END //
