@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app import admin
 from app.models import Number
@@ -216,3 +216,26 @@ def waiting_writes(stack: PrivateStack) -> int:
         "SELECT IFNULL(SUM(trx_rows_modified), 0) FROM information_schema.INNODB_TRX "
         "WHERE trx_state = 'LOCK WAIT'")
     return int(found.strip())
+
+
+def test_calls_kamailio_lost_track_of_end_and_free_their_buyer(stack):
+    """As when Kamailio died between the claim and the relay, or a call up
+    across a restart never hung up: no event will ever come for them."""
+    m = stack.market([{"sip_uri": "sip:buyer@127.0.0.1:9", "min_seconds": 30}])
+    ringing, talking = (stack.ping(m.key)[1]["rtb"]["uuid"] for _ in range(2))
+    engine = stack.sessions.kw["bind"]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        for uuid, age in ((ringing, "claimed_at = claimed_at - INTERVAL 3 MINUTE"),
+                          (talking, "answered_at = NOW(3) - INTERVAL 4 HOUR")):
+            db.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
+                       {"u": uuid})
+            db.execute(text(f"UPDATE calls SET {age} WHERE call_id = :u"), {"u": uuid})
+
+    def ended(uuid: str):
+        return stack.rows("SELECT c.final_status, c.talk_seconds, c.converted, r.status FROM calls c "
+                          "JOIN reservations r ON r.id = c.reservation_id "
+                          "WHERE c.call_id = :u AND c.ended_at IS NOT NULL", u=uuid)
+
+    assert eventually(lambda: ended(ringing) and ended(talking), 20)
+    assert ended(ringing)[0][0::3] == (408, "confirmed")
+    assert ended(talking)[0][1:] == (10800, True, "completed")
