@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pymysql
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from app import targeting
 from app.credentials import ha1, key_hash
+from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
 from app.settings import Settings, SettingsError
 from tests.sip import publisher_scenario
@@ -166,3 +169,10 @@ def test_a_geo_rule_never_matches_a_caller_in_an_unknown_place():
 ])
 def test_the_callers_state(number, tags, state):
     assert targeting.caller_of(number, tags).state == state
+
+
+@pytest.mark.parametrize(("code", "unreachable"), [(1053, True), (1927, True), (2003, True),
+                                                   (1205, False), (1062, False)])
+def test_a_database_going_away_is_told_apart_from_a_refused_statement(code, unreachable):
+    error = DBAPIError("SELECT 1", {}, pymysql.err.OperationalError(code, "message"))
+    assert database_unreachable(error) is unreachable
