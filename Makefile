@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules mariadb-server mariadb-client sip-tester sipsak
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run up down test check-cfg clean
+.PHONY: help install packages run up down test soak check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`
 
 test: install check-cfg ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak
 	$(VENV)/bin/pytest
+
+soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
+	$(PY) -m tests.soak
 
 clean: down ## Stop everything and delete the state folder and the .venv
 	rm -rf var $(VENV)

@@ -93,13 +93,15 @@ class Buyer:
     calls: int = 1
     port: int = field(default_factory=free_port)
     scenario: str = "buyer.xml"
+    # SIPp quits after this many seconds whatever happens.
+    timeout: int = 60
 
     def __post_init__(self):
         self.messages = self.workdir / f"buyer-{self.port}-{self.scenario}.log"
         self.proc = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
              "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
-             "-timeout", "60s", "-nostdin", "-trace_msg", "-message_file", str(self.messages),
+             "-timeout", f"{self.timeout}s", "-nostdin", "-trace_msg", "-message_file", str(self.messages),
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
 
