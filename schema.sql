@@ -290,9 +290,11 @@ END //
 -- while its usage is counted, so concurrent confirms never overbook.
 -- p_result: confirmed, claimed, full, expired, used, foreign, not_found, no_target.
 -- A failed confirm (not a failed claim) leaves the reservation 'no-target'.
+-- p_uuid is ascii like the column: a utf8mb4 parameter would make MariaDB
+-- convert the column instead, and scan every reservation's uuid.
 CREATE OR REPLACE PROCEDURE rtb_confirm(
-  IN p_uuid CHAR(36), IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN, IN p_fallback BOOLEAN,
-  IN p_call_id VARCHAR(255), IN p_from VARCHAR(64), IN p_via VARCHAR(4),
+  IN p_uuid CHAR(36) CHARACTER SET ascii, IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN,
+  IN p_fallback BOOLEAN, IN p_call_id VARCHAR(255), IN p_from VARCHAR(64), IN p_via VARCHAR(4),
   OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
 MODIFIES SQL DATA
 BEGIN

@@ -27,6 +27,19 @@ def test_the_models_match_schema_sql(sessions):
                     f"{table.name}.{column.name} nullability"
 
 
+def test_procedures_take_a_uuid_in_the_character_set_of_reservations_uuid(sessions):
+    """Another character set makes MariaDB convert the column, and scan every reservation."""
+    with sessions() as db:
+        column = db.scalar(text(
+            "SELECT character_set_name FROM information_schema.columns WHERE table_schema = DATABASE()"
+            " AND table_name = 'reservations' AND column_name = 'uuid'"))
+        parameters = db.execute(text(
+            "SELECT specific_name, character_set_name FROM information_schema.parameters"
+            " WHERE specific_schema = DATABASE() AND parameter_name = 'p_uuid'"
+            " AND parameter_mode = 'IN'")).all()
+    assert parameters and all(charset == column for _, charset in parameters), parameters
+
+
 def test_kamailio_finds_the_table_versions_it_checks(sessions):
     with sessions() as db:
         rows = dict(db.execute(text("SELECT table_name, table_version FROM version")).all())
