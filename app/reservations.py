@@ -28,6 +28,7 @@ DIALABLE = ("reserved", "confirmed")
 # Reservations a carrier's call could still be for, or is for.
 ON_A_NUMBER = ("reserved", "confirmed", "claimed")
 CANDIDATES_MAX = 255
+CONFIRMED_FIELDS = ["status", "target_id", "payout", "min_seconds", "confirmed_at"]
 _UPSERT_WINDOW = text(
     "INSERT INTO key_rate_windows (key_id, window_start, pings) VALUES (:key, :window, 1) "
     "ON DUPLICATE KEY UPDATE pings = IF(window_start = VALUES(window_start), pings + 1, 1), "
@@ -142,14 +143,20 @@ def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags:
         uuid=str(uuidlib.uuid4()), key_id=key.id, publisher_id=key.publisher_id,
         campaign_id=key.campaign_id, target_id=best.id, caller_number=caller_number,
         payout=best.payout, min_seconds=best.min_seconds,
-        tags=tags, status="reserved", candidates=_candidates(ranked), created_at=now,
+        inbound_number=key.inbound_number, tags=tags, status="reserved",
+        candidates=_candidates(ranked), created_at=now,
         expires_at=now + timedelta(seconds=key.ttl_seconds),
+        # A new reservation has no calls: saying so saves the answer a SELECT.
+        calls=[],
     )
     session.add(reservation)
     session.flush()
     if shield is not None:
         shield.reservation_id = reservation.id
-    reservation.inbound_number = key.inbound_number or _pool_number(session, key, reservation)
+    # Set only when a pool number is found: assigning None would cost an UPDATE.
+    number = None if key.inbound_number else _pool_number(session, key, reservation)
+    if number:
+        reservation.inbound_number = number
     notifier.queue(session, "htable.setxs", "rsv", reservation.uuid, htable_value(reservation),
                    key.ttl_seconds + HTABLE_GRACE)
     return Reserved(reservation)
@@ -217,7 +224,8 @@ def confirm(session: Session, reservation: Reservation, fallback: bool = False) 
         conn.execute(text("CALL rtb_confirm(:uuid, NULL, FALSE, :fallback, NULL, NULL, NULL, @r, @d)"),
                      {"uuid": reservation.uuid, "fallback": fallback})
         result = conn.scalar(text("SELECT @r"))
-    session.refresh(reservation)
+    # Only what rtb_confirm() changes: a full refresh would reload the calls too.
+    session.refresh(reservation, CONFIRMED_FIELDS)
     return result
 
 
