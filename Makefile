@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules mariadb-server mariadb-client sip-tester sipsak
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run up down test soak check-cfg clean
+.PHONY: help install packages run up down test soak bench check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ test: install check-cfg ## Run the whole test suite against real MariaDB, Kamail
 
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak
+
+bench: install ## Measure pings and calls against their floors (private stack; ~6 min)
+	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \
+		echo "installing Debian package: wrk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
+	$(PY) -m tests.bench
 
 clean: down ## Stop everything and delete the state folder and the .venv
 	rm -rf var $(VENV)

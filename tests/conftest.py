@@ -18,21 +18,9 @@ from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
-from tests.sip import Buyer, free_port
+from tests.sip import Buyer, free_port, free_sip_port
 
 SIP_DOMAIN = "sip.rtb.test"
-
-
-def free_sip_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP."""
-    while True:
-        port = free_port()
-        with socket.socket() as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def stack_env(var_dir: Path) -> dict[str, str]:

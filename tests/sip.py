@@ -85,9 +85,24 @@ def free_port(ip: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
         return sock.getsockname()[1]
 
 
+def free_sip_port() -> int:
+    """A port free on 127.0.0.1 for both UDP and TCP."""
+    while True:
+        port = free_port()
+        with socket.socket() as tcp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
 @dataclass
 class Buyer:
-    """A SIPp UAS answering `calls` calls on 127.0.0.1, then exiting by itself."""
+    """A SIPp UAS answering `calls` calls on 127.0.0.1, then exiting by itself.
+
+    trace keeps every message for messages_wait_for(); the benchmark, whose
+    buyer takes thousands of calls, goes without."""
 
     workdir: Path
     calls: int = 1
@@ -95,13 +110,15 @@ class Buyer:
     scenario: str = "buyer.xml"
     # SIPp quits after this many seconds whatever happens.
     timeout: int = 60
+    trace: bool = True
 
     def __post_init__(self):
         self.messages = self.workdir / f"buyer-{self.port}-{self.scenario}.log"
+        trace = ["-trace_msg", "-message_file", str(self.messages)] if self.trace else []
         self.proc = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
              "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
-             "-timeout", f"{self.timeout}s", "-nostdin", "-trace_msg", "-message_file", str(self.messages),
+             "-timeout", f"{self.timeout}s", "-nostdin", *trace,
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
 
@@ -171,11 +188,11 @@ def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
         argv += ["-au", user, "-ap", password or ""]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=workdir, timeout=60)
     log = errors.read_text(errors="replace") if errors.exists() else ""
-    return Dial(done.returncode, log + done.stdout[-2000:], _count("Successful call", done.stdout),
-                _count("Failed call", done.stdout))
+    return Dial(done.returncode, log + done.stdout[-2000:], screen_count("Successful call", done.stdout),
+                screen_count("Failed call", done.stdout))
 
 
-def _count(row: str, screen: str) -> int:
+def screen_count(row: str, screen: str) -> int:
     """The cumulative column of a row of SIPp's final statistics screen."""
     found = re.findall(rf"{row}\s*\|\s*\d+\s*\|\s*(\d+)", screen)
     return int(found[-1]) if found else 0

@@ -12,7 +12,9 @@ from app.stack.process import Service
 
 
 class Gunicorn:
-    def __init__(self, settings: Settings):
+    """app: the WSGI app to serve; the benchmark serves a no-op one with the same settings."""
+
+    def __init__(self, settings: Settings, app: str = "app:create_app()"):
         self.settings = settings
         self.url = f"http://{settings.http_host}:{settings.http_port}"
         state = settings.var_dir / "gunicorn"
@@ -22,7 +24,7 @@ class Gunicorn:
             "--workers", str(settings.http_workers),
             "--timeout", "30", "--graceful-timeout", "10",
             "--access-logfile", str(state / "access.log"),
-            "app:create_app()",
+            app,
         ], state)
 
     def _ready(self) -> bool:

@@ -1,0 +1,115 @@
+"""Pings: wrk against POST /rtbs.json on the real app and on the no-op floor, alternately.
+
+wrk's Lua picks a key, a caller number and tags per request, so the real app
+sees the variety of a market (reservations, Ping Shield, auto-confirms, caps,
+geo and tag rejections); the floor gets the very same requests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+SCRIPT = """
+local keys = %(keys)s
+local areas = {"212", "213", "305", "312", "415", "512", "617", "702", "713", "206", "303", "404"}
+local states = {"CA", "TX", "NY", "FL", "IL", "WA", "GA", "OH"}
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%%x+)") or "0", 16))
+
+request = function()
+  local body = "key=" .. keys[math.random(#keys)]
+    .. "&caller_number=" .. areas[math.random(#areas)] .. math.random(200, 999)
+    .. string.format("%%04d", math.random(0, 9999)) .. "&age=" .. math.random(18, 90)
+  if math.random() < 0.5 then body = body .. "&caller_state=" .. states[math.random(#states)] end
+  if math.random() < 0.5 then body = body .. "&insured=" .. (math.random() < 0.5 and "yes" or "no") end
+  return wrk.format("POST", "/rtbs.json", {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH %%d %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    http_errors: int
+    socket_errors: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def write_script(path: Path, keys: list[str]) -> Path:
+    path.write_text(SCRIPT % {"keys": "{" + ", ".join(json.dumps(k) for k in keys) + "}"})
+    return path
+
+
+def parse_wrk(output: str) -> WrkRun:
+    """The BENCH line our done() prints: counts, and times in microseconds."""
+    line = next(l for l in output.splitlines() if l.startswith("BENCH "))
+    requests, duration, p50, p99, p999, status, sockets = (int(v) for v in line.split()[1:])
+    return WrkRun(requests, round(requests / (duration / 1e6), 1), p50 / 1000, p99 / 1000,
+                  p999 / 1000, status, sockets)
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> WrkRun:
+    done = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+         "-s", str(script), f"{url}/rtbs.json"],
+        capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return parse_wrk(done.stdout)
+
+
+def outcomes(engine: Engine, after_id: int) -> dict[str, int]:
+    """What the pings logged since after_id answered: reserved, confirmed, duplicate, rejected, error."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT outcome, COUNT(*) FROM pings WHERE id > :id GROUP BY outcome"),
+                            {"id": after_id}).all()
+    return {outcome: count for outcome, count in rows}
+
+
+def last_ping(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM pings")).scalar()
+
+
+def reserved_share(counts: dict[str, int]) -> float:
+    """The share of logged pings that got a dialable reservation (new or shielded)."""
+    total = sum(counts.values())
+    reserved = sum(counts.get(k, 0) for k in ("reserved", "confirmed", "duplicate"))
+    return round(reserved / total, 4) if total else 0.0
+
+
+def measure(real_url: str, floor_url: str, engine: Engine, script: Path,
+            connections: tuple[int, ...], seconds: int, progress) -> dict:
+    """Floor and real alternately at each concurrency, after a short warm-up of both."""
+    for url in (floor_url, real_url):
+        wrk(url, script, max(connections), 2)
+    results = {}
+    for conns in connections:
+        progress(f"pings: no-op floor, {conns} connections, {seconds} s")
+        floor = wrk(floor_url, script, conns, seconds)
+        progress(f"pings: real app, {conns} connections, {seconds} s")
+        mark = last_ping(engine)
+        real = wrk(real_url, script, conns, seconds)
+        counts = outcomes(engine, mark)
+        results[str(conns)] = {
+            "real": real.as_dict(), "floor": floor.as_dict(),
+            "ratio": round(real.rps / floor.rps, 3) if floor.rps else 0.0,
+            "outcomes": counts, "reserved_share": reserved_share(counts),
+        }
+    return results
