@@ -9,12 +9,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from app.stack.mariadb import KAMAILIO_GRANTS, load_schema
 from tests.conftest import next_loopback, stack_env
+from tests.private_stack import eventually
 from tests.sip import dial
 
 PYTHON = sys.executable
@@ -61,6 +63,19 @@ def test_up_serves_pings_over_http_beside_another_instance(second, client):
     assert status == 200 and body["rtb"]["status"] == "reserved"
     # The session's instance does not know this key: separate databases.
     assert client.post("/rtbs.json", query_string={"key": key}).status_code == 401
+
+
+def test_the_access_log_has_the_path_but_never_the_postback_key(second):
+    env, _, rtbctl = second
+    publisher = rtbctl("publisher", "add", "logged-publisher")["id"]
+    campaign = rtbctl("campaign", "add", "logged-campaign")["id"]
+    key = rtbctl("key", "add", str(campaign), str(publisher))["key"]
+    status, _ = http(f"http://127.0.0.1:{env['RTB_HTTP_PORT']}/rtbs.json?key={key}", data=b"")
+    assert status == 200
+    log = Path(env["RTB_VAR_DIR"]) / "gunicorn" / "access.log"
+    # gunicorn writes the line just after the answer has gone out.
+    assert eventually(lambda: '"POST /rtbs.json HTTP/1.1" 200' in log.read_text(), 10)
+    assert key not in log.read_text()
 
 
 def test_gunicorn_refuses_a_body_over_64_kib_with_json(second):

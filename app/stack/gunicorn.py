@@ -10,6 +10,8 @@ from pathlib import Path
 from app.settings import Settings
 from app.stack.process import Service
 
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
 
 class Gunicorn:
     """app: the WSGI app to serve; the benchmark serves a no-op one with the same settings."""
@@ -24,6 +26,8 @@ class Gunicorn:
             "--workers", str(settings.http_workers),
             "--timeout", "30", "--graceful-timeout", "10",
             "--access-logfile", str(state / "access.log"),
+            # The path without its query string: publishers send their key there.
+            "--access-logformat", ACCESS_LOG_FORMAT,
             app,
         ], state)
 
