@@ -114,7 +114,8 @@ CREATE TABLE IF NOT EXISTS reservations (
   INDEX reservations_live_idx (status, expires_at),
   INDEX reservations_pstn_idx (inbound_number, caller_number, status),
   INDEX reservations_target_live_idx (target_id, status, expires_at),
-  INDEX reservations_target_charged_idx (target_id, confirmed_at)
+  -- Covers the counts in target_usage: no row is read to count one.
+  INDEX reservations_target_charged_idx (target_id, confirmed_at, status, expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Carriers deliver PSTN calls for our numbers; their addresses are in
@@ -244,31 +245,38 @@ FROM reservations
 WHERE confirmed_at IS NOT NULL
   AND (status IN ('claimed', 'completed') OR (status = 'confirmed' AND expires_at > NOW()));
 
--- What each target has taken: `live` holds its concurrency (confirmed and
--- not expired, or a call not yet ended); the others count the calls and
--- confirmations charged in the current hour, day and month of its time zone
--- (named zones need the server's time zone tables, which the private
--- database loads; without them periods are taken in UTC). Read with the
--- session time zone at UTC. No stored function here: a statement calling
--- one reads with shared locks, and pings must not lock reservations.
+-- What each target has taken against its caps: `live` holds its
+-- concurrency (confirmed and not expired, or a call not yet ended); the
+-- others count the calls and confirmations charged in the current hour, day
+-- and month of its time zone (named zones need the server's time zone
+-- tables, which the private database loads; without them periods are taken
+-- in UTC). A figure whose cap is not set reads 0 and is not counted: every
+-- ping reads this view, and counting a month of a busy target costs. Read
+-- with the session time zone at UTC. No stored function here: a statement
+-- calling one reads with shared locks, and pings must not lock reservations.
 CREATE OR REPLACE VIEW target_usage AS
 SELECT p.target_id,
-       (SELECT COUNT(*) FROM reservations r
-         WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW())
-       + (SELECT COUNT(*) FROM calls c WHERE c.target_id = p.target_id AND c.ended_at IS NULL)
+       IF(p.concurrency_cap IS NULL, 0,
+          (SELECT COUNT(*) FROM reservations r
+            WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW())
+          + (SELECT COUNT(*) FROM calls c WHERE c.target_id = p.target_id AND c.ended_at IS NULL))
          AS live,
-       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
-           AND r.confirmed_at >= p.hour_start) AS this_hour,
-       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
-           AND r.confirmed_at >= p.day_start) AS today,
-       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
-           AND r.confirmed_at >= p.month_start) AS this_month
-FROM (SELECT target_id,
+       IF(p.hourly_cap IS NULL, 0,
+          (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+             AND r.confirmed_at >= p.hour_start)) AS this_hour,
+       IF(p.daily_cap IS NULL, 0,
+          (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+             AND r.confirmed_at >= p.day_start)) AS today,
+       IF(p.monthly_cap IS NULL, 0,
+          (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+             AND r.confirmed_at >= p.month_start)) AS this_month
+FROM (SELECT target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap,
              CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d %H:00:00'), zone, '+00:00') AS hour_start,
              CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d 00:00:00'), zone, '+00:00') AS day_start,
              CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-01 00:00:00'), zone, '+00:00') AS month_start
-      FROM (SELECT target_id, zone, CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', zone) AS local_now
-            FROM (SELECT id AS target_id,
+      FROM (SELECT target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap, zone,
+                   CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', zone) AS local_now
+            FROM (SELECT id AS target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap,
                          IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', timezone) IS NULL,
                             '+00:00', timezone) AS zone
                   FROM targets) zones) clocks) p;

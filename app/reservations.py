@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import Row, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from app import notifier, targeting
@@ -98,17 +98,20 @@ def _caller_row(session: Session, scope: str, caller: str) -> CallerReservation:
         .with_for_update().execution_options(populate_existing=True)).one()
 
 
-def _eligible(session: Session, campaign_id: int) -> tuple[list[Target], dict[int, targeting.Usage]]:
+def _eligible(session: Session, campaign_id: int) -> tuple[list[Row], dict[int, targeting.Usage]]:
+    """The campaign's enabled targets with their usage, as plain rows: bidding only
+    reads them, and rows cost a fraction of ORM objects on every ping."""
+    targets = Target.__table__
     rows = session.execute(
-        select(Target, target_usage.c.live, target_usage.c.this_hour, target_usage.c.today,
+        select(targets, target_usage.c.live, target_usage.c.this_hour, target_usage.c.today,
                target_usage.c.this_month)
-        .join(target_usage, target_usage.c.target_id == Target.id)
-        .where(Target.campaign_id == campaign_id, Target.enabled.is_(True))
+        .join(target_usage, target_usage.c.target_id == targets.c.id)
+        .where(targets.c.campaign_id == campaign_id, targets.c.enabled.is_(True))
     ).all()
-    return [r[0] for r in rows], {r[0].id: targeting.Usage(*r[1:]) for r in rows}
+    return rows, {r.id: targeting.Usage(r.live, r.this_hour, r.today, r.this_month) for r in rows}
 
 
-def _candidates(ranked: list[Target]) -> str:
+def _candidates(ranked: list[Row]) -> str:
     ids = ""
     for target in ranked:
         more = f"{ids},{target.id}" if ids else str(target.id)
