@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Connection
 from tests.bench.data import Caller, Market, fill_history, make_reservations
 from tests.bench.report import distribution
 
-CLAIMS = 300
+CLAIMS = 500
 
 
 def _claims(kamailio_url: URL, caller: Caller, uuids: list[str]) -> list[float]:
