@@ -45,7 +45,7 @@ test: install check-cfg ## Run the whole test suite against real MariaDB, Kamail
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak
 
-bench: install ## Measure pings and calls against their floors (private stack; ~6 min)
+bench: install ## Measure pings and calls against their floors (private stack; about 4 minutes)
 	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \
 		echo "installing Debian package: wrk"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
