@@ -411,10 +411,14 @@ END //
 -- 2 minutes never will be (tm gives up at 30 s), and gives its reservation
 -- back as a 408; one answered and never hung up ends after
 -- p_call_max_seconds of talk, as its dialog's timeout would have.
+-- The sweeps read committed rows: at the default REPEATABLE READ their range
+-- scans lock the gaps between rows too, and deadlocked now and then with
+-- claims (seen in `make soak`).
 CREATE OR REPLACE PROCEDURE rtb_expire(IN p_call_max_seconds INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
   SET time_zone = '+00:00';
+  SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
   UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
      SET c.ended_at = NOW(3), c.final_status = 408, r.status = 'confirmed'
    WHERE c.ended_at IS NULL AND c.answered_at IS NULL AND c.claimed_at < NOW(3) - INTERVAL 2 MINUTE;
@@ -434,40 +438,86 @@ END //
 -- before answer gives it back to the publisher, still confirmed, until it
 -- expires. Idempotent: Kamailio may report an event twice (the dialog's end
 -- and the BYE itself, or a retry after the database was away), and only the
--- first of each counts.
+-- first of each counts. Events may also come out of order: an answer that
+-- failed (a deadlock, the database away) is retried after the call's end.
+-- Only an answered call ends, so an end never gives the reservation back;
+-- the late answer then fills in the talk time. A deadlock is retried here.
 CREATE OR REPLACE PROCEDURE rtb_call_event(
   IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED,
   IN p_at DECIMAL(16, 6))
 MODIFIES SQL DATA
 BEGIN
-  DECLARE v_call BIGINT UNSIGNED;
-  DECLARE v_answered BOOLEAN;
   DECLARE v_at TIMESTAMP(3);
-  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+  DECLARE v_tries INT DEFAULT 0;
+  DECLARE v_deadlock BOOLEAN DEFAULT TRUE;
 
   SET time_zone = '+00:00';
   SET v_at = IFNULL(FROM_UNIXTIME(p_at), NOW(3));
-  START TRANSACTION;
+  WHILE v_deadlock AND v_tries < 3 DO
+    SET v_tries = v_tries + 1, v_deadlock = FALSE;
+    BEGIN
+      DECLARE EXIT HANDLER FOR 1213 BEGIN ROLLBACK; SET v_deadlock = TRUE; END;
+      DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+      START TRANSACTION;
+      IF p_event = 'answered' THEN
+        CALL rtb_call_answered(p_call_id, v_at);
+      ELSE
+        CALL rtb_call_over(p_call_id, p_event, p_code, v_at);
+      END IF;
+      COMMIT;
+    END;
+  END WHILE;
+  IF v_deadlock THEN
+    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'rtb_call_event: deadlocked three times';
+  END IF;
+END //
+
+-- rtb_call_event()'s answer, inside its transaction: the call's latest
+-- attempt with no answer yet, still up or ended before its answer came.
+CREATE OR REPLACE PROCEDURE rtb_call_answered(IN p_call_id VARCHAR(255), IN p_at TIMESTAMP(3))
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_call BIGINT UNSIGNED;
+  SELECT id INTO v_call FROM calls
+   WHERE call_id = p_call_id AND answered_at IS NULL AND (ended_at IS NULL OR final_status = 200)
+   ORDER BY id DESC LIMIT 1 FOR UPDATE;
+  UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
+     SET c.answered_at = LEAST(p_at, IFNULL(c.ended_at, p_at)), c.final_status = 200,
+         c.talk_seconds = IF(c.ended_at IS NULL, NULL,
+                             GREATEST(TIMESTAMPDIFF(MICROSECOND, p_at, c.ended_at), 0) / 1000000),
+         c.converted = c.ended_at IS NOT NULL
+                       AND TIMESTAMPDIFF(MICROSECOND, p_at, c.ended_at) >= r.min_seconds * 1000000
+   WHERE c.id = v_call;
+END //
+
+-- rtb_call_event()'s end or failure, inside its transaction.
+CREATE OR REPLACE PROCEDURE rtb_call_over(
+  IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED, IN p_at TIMESTAMP(3))
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_call BIGINT UNSIGNED;
+  DECLARE v_answered BOOLEAN;
   SELECT id, answered_at IS NOT NULL INTO v_call, v_answered
     FROM calls WHERE call_id = p_call_id AND ended_at IS NULL
     ORDER BY id DESC LIMIT 1 FOR UPDATE;
-  IF v_call IS NOT NULL AND p_event = 'answered' THEN
-    UPDATE calls SET answered_at = IFNULL(answered_at, v_at), final_status = 200 WHERE id = v_call;
-  ELSEIF v_call IS NOT NULL AND v_answered THEN
+  IF v_call IS NOT NULL AND (v_answered OR p_event = 'ended') THEN
+    -- Ended before its answer was recorded: the talk time waits for it.
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
-       SET c.talk_seconds = GREATEST(TIMESTAMPDIFF(MICROSECOND, c.answered_at, v_at), 0) / 1000000,
-           c.converted = TIMESTAMPDIFF(MICROSECOND, c.answered_at, v_at) >= r.min_seconds * 1000000,
-           c.ended_at = v_at, r.status = 'completed'
+       SET c.talk_seconds = IF(v_answered,
+                               GREATEST(TIMESTAMPDIFF(MICROSECOND, c.answered_at, p_at), 0) / 1000000,
+                               NULL),
+           c.converted = v_answered
+                         AND TIMESTAMPDIFF(MICROSECOND, c.answered_at, p_at) >= r.min_seconds * 1000000,
+           c.final_status = 200, c.ended_at = p_at, r.status = 'completed'
      WHERE c.id = v_call;
     -- A number held for this reservation alone is free for the next one.
     UPDATE numbers n JOIN calls c ON c.reservation_id = n.held_by
        SET n.held_until = NOW() WHERE c.id = v_call;
   ELSEIF v_call IS NOT NULL THEN
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
-       SET c.ended_at = v_at, c.final_status = p_code, r.status = 'confirmed'
+       SET c.ended_at = p_at, c.final_status = p_code, r.status = 'confirmed'
      WHERE c.id = v_call;
   END IF;
-  COMMIT;
 END //
 
 DELIMITER ;

@@ -248,3 +248,25 @@ def test_calls_kamailio_lost_track_of_end_and_free_their_buyer(stack):
     assert eventually(lambda: ended(ringing) and ended(talking), 20)
     assert ended(ringing)[0][0::3] == (408, "confirmed")
     assert ended(talking)[0][1:] == (10800, True, "completed")
+
+
+def test_an_end_recorded_before_its_answer_uses_the_reservation_up(stack):
+    """As in a soak run: the answer's event deadlocked and was queued, and the
+    BYE's came first. The end alone must not give the reservation back (it
+    was dialled again and connected twice); the late answer fills in the talk."""
+    m = stack.market([{"sip_uri": "sip:buyer@127.0.0.1:9", "min_seconds": 30}])
+    uuid = stack.ping(m.key)[1]["rtb"]["uuid"]
+    engine = stack.sessions.kw["bind"]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
+                   {"u": uuid})
+        answered = db.scalar(text("SELECT UNIX_TIMESTAMP(NOW(6))"))
+        db.execute(text("CALL rtb_call_event(:u, 'ended', 0, :at)"), {"u": uuid, "at": answered + 40})
+        db.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, 'again', '127.0.0.1', 'sip', @r, @d)"),
+                   {"u": uuid})
+        assert db.scalar(text("SELECT @r")) == "used"
+        db.execute(text("CALL rtb_call_event(:u, 'answered', 200, :at)"), {"u": uuid, "at": answered})
+        db.execute(text("CALL rtb_call_event(:u, 'answered', 200, :at)"), {"u": uuid, "at": answered + 5})
+    assert stack.rows("SELECT c.final_status, c.talk_seconds, c.converted, r.status FROM calls c "
+                      "JOIN reservations r ON r.id = c.reservation_id WHERE r.uuid = :u",
+                      u=uuid) == [(200, 40, True, "completed")]
