@@ -407,10 +407,11 @@ END //
 -- runs this every few seconds). Their confirmations stop holding buyers'
 -- slots the moment they expire; this makes it plain in the table.
 -- Calls Kamailio lost track of (it restarted while they rang or talked) are
--- ended too, so they stop holding their buyer's slot: one not answered after
--- 2 minutes never will be (tm gives up at 30 s), and gives its reservation
--- back as a 408; one answered and never hung up ends after
--- p_call_max_seconds of talk, as its dialog's timeout would have.
+-- ended too, so they stop holding their buyer's slot: one with no answer
+-- recorded after 2 minutes ends as a 408 (tm gives up ringing at 30 s), and
+-- its reservation stays used: its answer may only have been lost, and a
+-- reservation given back could connect twice; one answered and never hung
+-- up ends after p_call_max_seconds of talk, as its dialog's timeout would have.
 -- The sweeps read committed rows: at the default REPEATABLE READ their range
 -- scans lock the gaps between rows too, and deadlocked now and then with
 -- claims (seen in `make soak`).
@@ -419,9 +420,8 @@ MODIFIES SQL DATA
 BEGIN
   SET time_zone = '+00:00';
   SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
-  UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
-     SET c.ended_at = NOW(3), c.final_status = 408, r.status = 'confirmed'
-   WHERE c.ended_at IS NULL AND c.answered_at IS NULL AND c.claimed_at < NOW(3) - INTERVAL 2 MINUTE;
+  UPDATE calls SET ended_at = NOW(3), final_status = 408
+   WHERE ended_at IS NULL AND answered_at IS NULL AND claimed_at < NOW(3) - INTERVAL 2 MINUTE;
   UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
      SET c.ended_at = c.answered_at + INTERVAL p_call_max_seconds SECOND,
          c.talk_seconds = p_call_max_seconds,
