@@ -306,6 +306,30 @@ CREATE OR REPLACE PROCEDURE rtb_confirm(
   OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
 MODIFIES SQL DATA
 BEGIN
+  -- A deadlock (with another claim, or the expiry sweep) rolled the attempt
+  -- back whole: try again rather than answer a caller 503.
+  DECLARE v_tries INT DEFAULT 0;
+  DECLARE v_deadlock BOOLEAN DEFAULT TRUE;
+  WHILE v_deadlock AND v_tries < 3 DO
+    SET v_tries = v_tries + 1, v_deadlock = FALSE;
+    BEGIN
+      DECLARE EXIT HANDLER FOR 1213 SET v_deadlock = TRUE;
+      CALL rtb_confirm_once(p_uuid, p_publisher, p_claim, p_fallback, p_call_id, p_from, p_via,
+                            p_result, p_destination);
+    END;
+  END WHILE;
+  IF v_deadlock THEN
+    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'rtb_confirm: deadlocked three times';
+  END IF;
+END //
+
+-- One attempt of rtb_confirm(), in one transaction.
+CREATE OR REPLACE PROCEDURE rtb_confirm_once(
+  IN p_uuid CHAR(36) CHARACTER SET ascii, IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN,
+  IN p_fallback BOOLEAN, IN p_call_id VARCHAR(255), IN p_from VARCHAR(64), IN p_via VARCHAR(4),
+  OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
+MODIFIES SQL DATA
+BEGIN
   DECLARE v_id BIGINT UNSIGNED;
   DECLARE v_status VARCHAR(16);
   DECLARE v_owner INT UNSIGNED;

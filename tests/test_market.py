@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from app import pings
 from app.models import Reservation
 from app.targeting import DAYS
+from tests.private_stack import eventually
 
 
 def ping(client, key: str, **params) -> dict:
@@ -239,4 +240,39 @@ def test_a_confirm_waits_for_a_confirm_in_flight_on_its_target(app, market, data
             waiting.result(timeout=1)
         in_flight.commit()
         assert waiting.result(timeout=30)["rtb"]["status"] == "no-target"
+    engine.dispose()
+
+
+def test_a_confirm_caught_in_a_deadlock_is_tried_again(app, market, database):
+    """rtb_confirm locks the reservation, then its target. A transaction that
+    holds the target and then asks for the reservation deadlocks with it;
+    InnoDB rolls back the lighter of the two, the confirm, which tries again
+    and confirms once the other is done, instead of failing."""
+    m = market()
+    uuid = ping(app.test_client(), m.key)["uuid"]
+    engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
+
+    def deadlocks() -> int:
+        return int(database.root_sql("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'").split()[1])
+
+    def confirm_it(conn) -> str:
+        conn.execute(text("CALL rtb_confirm(:u, NULL, FALSE, FALSE, NULL, NULL, NULL, @r, @d)"),
+                     {"u": uuid})
+        return conn.scalar(text("SELECT @r"))
+
+    before = deadlocks()
+    with engine.connect() as other, \
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as confirming, \
+            ThreadPoolExecutor(1) as pool:
+        # Rows written make this transaction the heavier: InnoDB rolls the confirm back.
+        other.execute(text("INSERT INTO caller_reservations (scope, caller_number) "
+                           "SELECT CONCAT('deadlock-', seq), '+12025550100' FROM seq_1_to_200"))
+        other.execute(text("SELECT id FROM targets WHERE id = :t FOR UPDATE"), {"t": m.target_id})
+        result = pool.submit(confirm_it, confirming)
+        assert eventually(lambda: int(database.root_sql(
+            "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")) > 0, 10)
+        other.execute(text("SELECT id FROM reservations WHERE uuid = :u FOR UPDATE"), {"u": uuid})
+        other.rollback()
+        assert result.result(timeout=30) == "confirmed"
+    assert deadlocks() == before + 1
     engine.dispose()
