@@ -276,3 +276,42 @@ def test_a_confirm_caught_in_a_deadlock_is_tried_again(app, market, database):
         assert result.result(timeout=30) == "confirmed"
     assert deadlocks() == before + 1
     engine.dispose()
+
+
+def test_a_call_event_caught_in_a_deadlock_is_tried_again(app, market, database):
+    """rtb_call_event locks the call, then its reservation; a heavier transaction
+    holding the reservation and then asking for the call deadlocks with it. The
+    event is tried again and recorded, instead of failing back to Kamailio."""
+    m = market()
+    uuid = ping(app.test_client(), m.key)["uuid"]
+    engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
+
+    def deadlocks() -> int:
+        return int(database.root_sql("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'").split()[1])
+
+    def end_call(conn) -> None:
+        conn.execute(text("CALL rtb_call_event(:u, 'ended', 0, NULL)"), {"u": uuid})
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as setup:
+        setup.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
+                      {"u": uuid})
+        setup.execute(text("CALL rtb_call_event(:u, 'answered', 200, NULL)"), {"u": uuid})
+    before = deadlocks()
+    with engine.connect() as other, \
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as kamailio, \
+            ThreadPoolExecutor(1) as pool:
+        other.execute(text("INSERT INTO caller_reservations (scope, caller_number) "
+                           "SELECT CONCAT('deadlock-', seq), '+12025550101' FROM seq_1_to_200"))
+        other.execute(text("SELECT id FROM reservations WHERE uuid = :u FOR UPDATE"), {"u": uuid})
+        ended = pool.submit(end_call, kamailio)
+        assert eventually(lambda: int(database.root_sql(
+            "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")) > 0, 10)
+        other.execute(text("SELECT id FROM calls WHERE call_id = :u FOR UPDATE"), {"u": uuid})
+        other.rollback()
+        ended.result(timeout=30)
+    assert deadlocks() == before + 1
+    with engine.connect() as db:
+        assert db.execute(text("SELECT c.final_status, r.status FROM calls c JOIN reservations r "
+                               "ON r.id = c.reservation_id WHERE r.uuid = :u"), {"u": uuid}).all() \
+            == [(200, "completed")]
+    engine.dispose()
