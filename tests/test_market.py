@@ -243,6 +243,21 @@ def test_a_confirm_waits_for_a_confirm_in_flight_on_its_target(app, market, data
     engine.dispose()
 
 
+def innodb_deadlocks(database) -> int:
+    return int(database.root_sql("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'").split()[1])
+
+
+def hold_heavier(conn, rows: int = 200) -> None:
+    """Write rows in conn's transaction: InnoDB then rolls back the other side of a deadlock."""
+    conn.execute(text("INSERT INTO caller_reservations (scope, caller_number) "
+                      f"SELECT CONCAT('deadlock-', seq), '+12025550100' FROM seq_1_to_{rows}"))
+
+
+def wait_for_a_lock_wait(database) -> None:
+    assert eventually(lambda: int(database.root_sql(
+        "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")) > 0, 10)
+
+
 def test_a_confirm_caught_in_a_deadlock_is_tried_again(app, market, database):
     """rtb_confirm locks the reservation, then its target. A transaction that
     holds the target and then asks for the reservation deadlocks with it;
@@ -252,29 +267,23 @@ def test_a_confirm_caught_in_a_deadlock_is_tried_again(app, market, database):
     uuid = ping(app.test_client(), m.key)["uuid"]
     engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
 
-    def deadlocks() -> int:
-        return int(database.root_sql("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'").split()[1])
-
     def confirm_it(conn) -> str:
         conn.execute(text("CALL rtb_confirm(:u, NULL, FALSE, FALSE, NULL, NULL, NULL, @r, @d)"),
                      {"u": uuid})
         return conn.scalar(text("SELECT @r"))
 
-    before = deadlocks()
+    before = innodb_deadlocks(database)
     with engine.connect() as other, \
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as confirming, \
             ThreadPoolExecutor(1) as pool:
-        # Rows written make this transaction the heavier: InnoDB rolls the confirm back.
-        other.execute(text("INSERT INTO caller_reservations (scope, caller_number) "
-                           "SELECT CONCAT('deadlock-', seq), '+12025550100' FROM seq_1_to_200"))
+        hold_heavier(other)
         other.execute(text("SELECT id FROM targets WHERE id = :t FOR UPDATE"), {"t": m.target_id})
         result = pool.submit(confirm_it, confirming)
-        assert eventually(lambda: int(database.root_sql(
-            "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")) > 0, 10)
+        wait_for_a_lock_wait(database)
         other.execute(text("SELECT id FROM reservations WHERE uuid = :u FOR UPDATE"), {"u": uuid})
         other.rollback()
         assert result.result(timeout=30) == "confirmed"
-    assert deadlocks() == before + 1
+    assert innodb_deadlocks(database) == before + 1
     engine.dispose()
 
 
@@ -286,9 +295,6 @@ def test_a_call_event_caught_in_a_deadlock_is_tried_again(app, market, database)
     uuid = ping(app.test_client(), m.key)["uuid"]
     engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
 
-    def deadlocks() -> int:
-        return int(database.root_sql("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'").split()[1])
-
     def end_call(conn) -> None:
         conn.execute(text("CALL rtb_call_event(:u, 'ended', 0, NULL)"), {"u": uuid})
 
@@ -296,20 +302,18 @@ def test_a_call_event_caught_in_a_deadlock_is_tried_again(app, market, database)
         setup.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
                       {"u": uuid})
         setup.execute(text("CALL rtb_call_event(:u, 'answered', 200, NULL)"), {"u": uuid})
-    before = deadlocks()
+    before = innodb_deadlocks(database)
     with engine.connect() as other, \
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as kamailio, \
             ThreadPoolExecutor(1) as pool:
-        other.execute(text("INSERT INTO caller_reservations (scope, caller_number) "
-                           "SELECT CONCAT('deadlock-', seq), '+12025550101' FROM seq_1_to_200"))
+        hold_heavier(other)
         other.execute(text("SELECT id FROM reservations WHERE uuid = :u FOR UPDATE"), {"u": uuid})
         ended = pool.submit(end_call, kamailio)
-        assert eventually(lambda: int(database.root_sql(
-            "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS")) > 0, 10)
+        wait_for_a_lock_wait(database)
         other.execute(text("SELECT id FROM calls WHERE call_id = :u FOR UPDATE"), {"u": uuid})
         other.rollback()
         ended.result(timeout=30)
-    assert deadlocks() == before + 1
+    assert innodb_deadlocks(database) == before + 1
     with engine.connect() as db:
         assert db.execute(text("SELECT c.final_status, r.status FROM calls c JOIN reservations r "
                                "ON r.id = c.reservation_id WHERE r.uuid = :u"), {"u": uuid}).all() \
