@@ -1,23 +1,28 @@
 """The real parts, once per session: a private MariaDB and Kamailio with our
-kamailio.cfg on free high ports, started by the same code as `make run`."""
+kamailio.cfg on free high ports, started by the same code as `make run`.
+
+Tests share this one stack and its data; each makes its own market (fresh
+names, keys and loopback addresses) so they never see each other's rows. A
+transaction rolled back after each test cannot work here: the procedures
+commit inside themselves, and Kamailio reads only committed rows over its own
+connection. Tests that need no server live in tests/fast (`make test-fast`).
+"""
 
 from __future__ import annotations
 
-import itertools
 import socket
-import uuid
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from app import admin, create_app
+from app import create_app
 from app.db import make_sessionmaker
 from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
+# Market and next_loopback stay importable from here, as tests have imported them.
+from tests.market import DEFAULT_TARGET, Market, make_market, next_loopback  # noqa: F401
 from tests.sip import Buyer, free_port, free_sip_port
 
 SIP_DOMAIN = "sip.rtb.test"
@@ -105,57 +110,17 @@ def buyers(workdir):
         b.stop()
 
 
-_loopback = itertools.count(2)
-
-
-def next_loopback() -> str:
-    """A fresh 127.0.x.y per publisher, so whitelists never overlap across tests."""
-    n = next(_loopback)
-    return f"127.0.{n // 250}.{n % 250 + 2}"
-
-
-@dataclass
-class Market:
-    key: str
-    key_id: int
-    publisher_id: int
-    campaign_id: int
-    target_ids: list[int]
-    ip: str | None
-
-    @property
-    def target_id(self) -> int:
-        return self.target_ids[0]
-
-
 @pytest.fixture
 def market(sessions):
-    """Make a publisher (whitelisted on a fresh loopback IP), a campaign with its
-    targets and a postback key; each call makes a new, independent set.
+    """Build a market (tests.market.make_market); each call makes a new,
+    independent set. Without `targets` the campaign has one target at
+    `target_uri`; other keywords go to make_market (key settings, whitelist,
+    publisher_id, campaign_id)."""
 
-    `targets` is a list of admin.add_target keyword sets; without it the
-    campaign has one target at `target_uri`. Other keywords are key settings.
-    """
-
-    def make(target_uri: str = "sip:buyer@127.0.0.1:9", *, payout: str = "12.5",
-             min_seconds: int = 60, targets: list[dict] | None = None, whitelist: bool = True,
-             publisher_id: int | None = None, campaign_id: int | None = None,
-             **key_settings) -> Market:
-        suffix = uuid.uuid4().hex[:10]
+    def make(target_uri: str = DEFAULT_TARGET["sip_uri"], *, payout: str = DEFAULT_TARGET["payout"],
+             min_seconds: int = DEFAULT_TARGET["min_seconds"], targets: list[dict] | None = None,
+             **options) -> Market:
         targets = targets or [{"sip_uri": target_uri, "payout": payout, "min_seconds": min_seconds}]
-        with sessions() as db:
-            if publisher_id is None:
-                publisher_id = admin.add_publisher(db, f"publisher-{suffix}").id
-            ip = next_loopback() if whitelist else None
-            if ip:
-                admin.allow_ip(db, publisher_id, f"{ip}/32")
-            if campaign_id is None:
-                campaign_id = admin.add_campaign(db, f"campaign-{suffix}").id
-            target_ids = [admin.add_target(db, campaign_id, **{
-                "sip_uri": "sip:buyer@127.0.0.1:9", "min_seconds": 60, **t,
-                "payout": Decimal(str(t.get("payout", "12.5")))}).id for t in targets]
-            key_row, key = admin.add_key(db, campaign_id, publisher_id, **key_settings)
-            db.commit()
-            return Market(key, key_row.id, publisher_id, campaign_id, target_ids, ip)
+        return make_market(sessions, targets, **options)
 
     return make

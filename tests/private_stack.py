@@ -6,33 +6,21 @@ as publishers send them."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid as uuidlib
-from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import text
 
-from app import admin
 from app.db import make_sessionmaker
 from app.settings import Settings
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
-from tests.conftest import Market, next_loopback, stack_env
-
-
-def eventually(check, timeout: float, interval: float = 0.2) -> bool:
-    """Poll check() until it holds or timeout seconds pass."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
+from tests.conftest import stack_env
+from tests.market import Market, make_market
+from tests.polling import eventually  # noqa: F401 (importable from here, as tests have)
 
 
 class PrivateStack:
@@ -93,17 +81,5 @@ class PrivateStack:
             return db.execute(text(sql), params).all()
 
     def market(self, targets: list[dict], **key_settings) -> Market:
-        """A publisher whitelisted on a fresh loopback address, a campaign with
-        these targets (admin.add_target keywords) and a key."""
-        suffix = uuidlib.uuid4().hex[:10]
-        with self.sessions() as db:
-            publisher_id = admin.add_publisher(db, f"publisher-{suffix}").id
-            ip = next_loopback()
-            admin.allow_ip(db, publisher_id, f"{ip}/32")
-            campaign_id = admin.add_campaign(db, f"campaign-{suffix}").id
-            target_ids = [admin.add_target(db, campaign_id, **{
-                "min_seconds": 60, **t, "payout": Decimal(str(t.get("payout", "10")))}).id
-                for t in targets]
-            key_row, key = admin.add_key(db, campaign_id, publisher_id, **key_settings)
-            db.commit()
-        return Market(key, key_row.id, publisher_id, campaign_id, target_ids, ip)
+        """tests.market.make_market on this stack's database."""
+        return make_market(self.sessions, targets, **key_settings)

@@ -3,21 +3,12 @@ their buyer's slot free at once, and gone from Kamailio's memory soon after."""
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import select
 
 from app.kamailio_rpc import RPCError
 from app.models import Reservation
-
-
-def eventually(check, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+from tests.market import expire
+from tests.polling import eventually
 
 
 def test_an_unused_reservation_is_marked_expired_and_leaves_kamailios_memory(client, market,
@@ -42,11 +33,12 @@ def test_an_unused_reservation_is_marked_expired_and_leaves_kamailios_memory(cli
     assert eventually(gone_from_memory, timeout=12)
 
 
-def test_an_expired_confirmation_frees_its_buyers_slot(client, market):
-    m = market(targets=[{"concurrency_cap": 1}], ttl=1, auto_confirm=True)
+def test_an_expired_confirmation_frees_its_buyers_slot(client, market, sessions):
+    m = market(targets=[{"concurrency_cap": 1}], auto_confirm=True)
     ping = lambda: client.post("/rtbs.json", query_string={"key": m.key}).get_json()["rtb"]  # noqa: E731
-    assert ping()["status"] == "confirmed"
+    held = ping()
+    assert held["status"] == "confirmed"
     assert ping() == {"status": "rejected", "reason": "capped"}
-    time.sleep(1.2)
+    expire(sessions, held["uuid"])
     assert ping()["status"] == "confirmed"
 

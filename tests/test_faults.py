@@ -16,7 +16,8 @@ from sqlalchemy import select, text
 
 from app import admin
 from app.models import Number
-from tests.private_stack import PrivateStack, eventually
+from tests.polling import eventually
+from tests.private_stack import PrivateStack
 from tests.sip import dial
 
 OUTAGE_SECONDS = 10

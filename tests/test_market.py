@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, func, select, text, update
 from app import pings
 from app.models import Reservation
 from app.targeting import DAYS
-from tests.private_stack import eventually
+from tests.market import expire
+from tests.polling import eventually
 
 
 def ping(client, key: str, **params) -> dict:
@@ -176,10 +177,7 @@ def test_the_duplicate_scope_is_the_key_or_the_campaign(client, market):
 def test_an_expired_reservation_does_not_shield_a_new_ping(client, market, sessions):
     m = market()
     first = ping(client, m.key, caller_number="2025550143")["uuid"]
-    with sessions() as db:
-        db.execute(update(Reservation).where(Reservation.uuid == first)
-                   .values(expires_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)))
-        db.commit()
+    expire(sessions, first)
     assert ping(client, m.key, caller_number="2025550143")["uuid"] != first
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from app.credentials import key_hash
 from app.models import Reservation, Target
 from tests.conftest import SIP_DOMAIN
+from tests.market import expire
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 RESERVED_FIELDS = ["uuid", "status", "retreaver_payout", "retreaver_seconds", "inbound_number",
@@ -107,10 +108,7 @@ def test_another_keys_reservation_looks_the_same_as_none(client, market):
 def test_an_expired_reservation_reads_back_expired_without_a_sip_address(client, market, sessions):
     m = market()
     made = ping(client, key=m.key).get_json()["rtb"]
-    with sessions() as db:
-        row = db.scalar(select(Reservation).where(Reservation.uuid == made["uuid"]))
-        row.expires_at = row.created_at
-        db.commit()
+    expire(sessions, made["uuid"])
     rtb = client.get(f"/rtbs/{made['uuid']}.json", query_string={"key": m.key}).get_json()["rtb"]
     assert rtb["status"] == "expired"
     assert "sip_address" not in rtb

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from app import admin
 from app.kamailio_rpc import RPCError
 from app.models import Reservation
-from tests.conftest import SIP_DOMAIN, next_loopback
+from tests.conftest import SIP_DOMAIN
+from tests.market import next_loopback
 from tests.sip import dial, invite_text, sipsak
 
 

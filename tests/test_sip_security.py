@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from app.kamailio_rpc import RPCError
-from tests.conftest import SIP_DOMAIN, next_loopback
+from tests.conftest import SIP_DOMAIN
+from tests.market import next_loopback
 from tests.raw_sip import digest_invite, flood, keepalive, request, send
 from tests.sip import dial
 from tests.test_pstn import pstn as carrier  # noqa: F401 (a fixture)

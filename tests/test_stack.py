@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.stack.mariadb import KAMAILIO_GRANTS, load_schema
-from tests.conftest import next_loopback, stack_env
-from tests.private_stack import eventually
+from tests.conftest import stack_env
+from tests.market import next_loopback
+from tests.polling import eventually
 from tests.sip import dial
 
 PYTHON = sys.executable

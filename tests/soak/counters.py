@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.private_stack import PrivateStack, eventually
+from tests.polling import eventually
+from tests.private_stack import PrivateStack
 from tests.soak.load import Record
 
 # Calls whose end Kamailio has not recorded yet (a retry may be pending).
