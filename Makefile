@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules mariadb-server mariadb-client sip-tester sipsak
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run up down test soak bench check-cfg clean
+.PHONY: help install packages run up down test test-fast soak bench check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,8 @@ packages: ## Install the Debian packages that are missing
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml | packages
+# Needs python3-venv only; `install` checks the other Debian packages first.
+$(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
@@ -41,6 +42,11 @@ check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`
 
 test: install check-cfg ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak
 	$(VENV)/bin/pytest
+
+# Only the .venv: no Debian packages, no server. The hypothesis and schemathesis
+# plugins are left out because loading them takes longer than the tests.
+test-fast: $(STAMP) ## Run the tests that need no server (tests/fast), in seconds
+	$(VENV)/bin/pytest tests/fast -p no:hypothesispytest -p no:schemathesis
 
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak

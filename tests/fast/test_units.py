@@ -42,7 +42,7 @@ def test_settings_have_working_defaults():
     assert (s.http_port, s.sip_port, s.rpc_port, s.db_port) == (8080, 5060, 5080, 3307)
     assert s.sip_domain == s.sip_addr == "127.0.0.1"
     assert s.sip_realm == s.sip_domain
-    assert s.var_dir == Path(__file__).resolve().parent.parent / "var"
+    assert s.var_dir == Path(__file__).resolve().parents[2] / "var"
     assert s.private_database
 
 
