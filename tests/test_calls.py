@@ -3,16 +3,12 @@ converted, or given back when the buyer does not answer."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from sqlalchemy import select
 
 from app.models import Reservation
+from tests.rtbctl import run_json
 from tests.sip import dial
 
 
@@ -83,10 +79,8 @@ def test_the_report_adds_up_pings_reservations_calls_and_payout(client, market, 
     uuid = reserve(client, m.key)
     reserve(client, m.key)
     assert dial(workdir, edge, uuid, source_ip=m.ip, hold_ms=1500).returncode == 0
-    done = subprocess.run([str(Path(sys.executable).with_name("rtbctl")), "report", "--since", "1h",
-                           "--by", "campaign", "--json"], capture_output=True, text=True,
-                          env={**os.environ, **env}, check=True)
-    row = next(r for r in json.loads(done.stdout) if r["campaign"] == m.campaign_id)
+    report = run_json(env, "report", "--since", "1h", "--by", "campaign")
+    row = next(r for r in report if r["campaign"] == m.campaign_id)
     assert {k: row[k] for k in ("pings", "reservations", "calls", "answered", "converted",
                                 "payout")} == {"pings": 2, "reservations": 2, "calls": 1,
                                                "answered": 1, "converted": 1, "payout": 7.5}

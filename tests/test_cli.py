@@ -1,27 +1,26 @@
-"""rtbctl, run as the operator runs it: the installed console script."""
+"""rtbctl as the operator runs it: its console entry point (app.cli:run) in
+this process under click's CliRunner, and once as the installed script."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
 from app.credentials import ha1
 from app.models import Address, Subscriber
-
-RTBCTL = str(Path(sys.executable).with_name("rtbctl"))
+from tests.rtbctl import run as rtbctl_run
+from tests.rtbctl import script
 
 
 @pytest.fixture
 def rtbctl(env, kamailio):
+    """rtbctl in this process on the test stack; ok=True asserts it succeeded."""
+
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run([RTBCTL, *args], capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=30)
+        done = rtbctl_run(env, *args)
         if ok:
             assert done.returncode == 0, done.stderr
         return done
@@ -31,6 +30,15 @@ def rtbctl(env, kamailio):
 
 def as_json(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stdout)
+
+
+def test_the_installed_console_script_runs_and_prints_one_line_for_a_mistake(env, kamailio):
+    made = script(env, "campaign", "add", "script-campaign", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["name"] == "script-campaign"
+    refused = script(env, "campaign", "add", "script-campaign")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
 
 
 def test_the_documented_forms_print_json(rtbctl, client, sessions, settings):

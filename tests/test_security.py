@@ -4,11 +4,8 @@ database user confined to what it needs, no secret stored in the clear."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import socket
-import subprocess
-import sys
 import uuid as uuidlib
 from pathlib import Path
 
@@ -17,7 +14,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-RTBCTL = str(Path(sys.executable).with_name("rtbctl"))
+from tests.rtbctl import run_json
+
 APP_TABLES = ["publishers", "postback_keys", "subscriber", "address", "targets", "campaigns",
               "carriers", "numbers", "reservations", "calls", "pings"]
 
@@ -90,9 +88,7 @@ def test_kamailios_database_user_may_not_touch_what_it_does_not_need(database, s
 
 def test_keys_and_sip_passwords_are_nowhere_in_the_database_in_the_clear(env, kamailio, sessions):
     def rtbctl(*args: str) -> dict:
-        done = subprocess.run([RTBCTL, *args, "--json"], capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=30, check=True)
-        return json.loads(done.stdout)
+        return run_json(env, *args)
 
     suffix = uuidlib.uuid4().hex[:8]
     publisher = str(rtbctl("publisher", "add", f"secret-{suffix}")["id"])

@@ -3,12 +3,8 @@ publishers on their own loopback addresses to SIPp buyers."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid as uuidlib
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +14,7 @@ from app.kamailio_rpc import RPCError
 from app.models import Reservation
 from tests.conftest import SIP_DOMAIN
 from tests.market import next_loopback
+from tests.rtbctl import run_json
 from tests.sip import dial, invite_text, sipsak
 
 
@@ -192,9 +189,7 @@ def test_a_new_whitelisted_ip_gets_in_within_a_second(client, market, buyers, ed
     b = buyers()
     m = market(b.uri, whitelist=False)
     ip = next_loopback()
-    rtbctl = Path(sys.executable).with_name("rtbctl")
-    subprocess.run([str(rtbctl), "publisher", "allow-ip", str(m.publisher_id), f"{ip}/32"],
-                   check=True, env={**os.environ, **env}, capture_output=True)
+    run_json(env, "publisher", "allow-ip", str(m.publisher_id), f"{ip}/32")
     call = dial(workdir, edge, reserve(client, m.key), source_ip=ip)
     assert call.returncode == 0, call.log
     assert b.wait() == 0

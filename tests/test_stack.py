@@ -18,6 +18,7 @@ from app.stack.mariadb import KAMAILIO_GRANTS, load_schema
 from tests.conftest import stack_env
 from tests.market import next_loopback
 from tests.polling import eventually
+from tests.rtbctl import run_json
 from tests.sip import dial
 
 PYTHON = sys.executable
@@ -42,9 +43,7 @@ def second(tmp_path_factory, kamailio):
                               text=True, timeout=120)
 
     def rtbctl(*args: str) -> dict:
-        done = subprocess.run([os.path.join(os.path.dirname(PYTHON), "rtbctl"), *args, "--json"],
-                              env=env, capture_output=True, text=True, timeout=30, check=True)
-        return json.loads(done.stdout)
+        return run_json(env, *args)
 
     started = stack("up")
     assert started.returncode == 0, started.stderr
@@ -123,9 +122,7 @@ def test_an_existing_database_server_is_used_when_given(tmp_path, database, buye
         b = buyers()
 
         def rtbctl(*args: str) -> dict:
-            done = subprocess.run([os.path.join(os.path.dirname(PYTHON), "rtbctl"), *args,
-                                   "--json"], env=env, capture_output=True, text=True, check=True)
-            return json.loads(done.stdout)
+            return run_json(env, *args)
 
         publisher = str(rtbctl("publisher", "add", "existing-pub")["id"])
         ip = next_loopback()
