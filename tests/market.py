@@ -40,11 +40,12 @@ class Market:
 
 
 def make_market(sessions: sessionmaker[Session], targets: list[dict] | None = None, *,
-                whitelist: bool = True, publisher_id: int | None = None,
+                ip: str | None = None, whitelist: bool = True, publisher_id: int | None = None,
                 campaign_id: int | None = None, **key_settings) -> Market:
-    """A publisher (whitelisted on a fresh loopback address), a campaign with
-    these targets (admin.add_target keywords over DEFAULT_TARGET; one default
-    target without them) and a key with these settings, in one commit.
+    """A publisher whitelisted on `ip` (a fresh loopback address by default),
+    a campaign with these targets (admin.add_target keywords over
+    DEFAULT_TARGET; one default target when None) and a key with these
+    settings, in one commit.
 
     Given publisher_id or campaign_id, that one is used instead of a new one.
     """
@@ -52,12 +53,13 @@ def make_market(sessions: sessionmaker[Session], targets: list[dict] | None = No
     with sessions() as db:
         if publisher_id is None:
             publisher_id = admin.add_publisher(db, f"publisher-{suffix}").id
-        ip = next_loopback() if whitelist else None
+        ip = (ip or next_loopback()) if whitelist else None
         if ip:
             admin.allow_ip(db, publisher_id, f"{ip}/32")
         if campaign_id is None:
             campaign_id = admin.add_campaign(db, f"campaign-{suffix}").id
-        target_ids = [add_target(db, campaign_id, target) for target in targets or [{}]]
+        target_ids = [add_target(db, campaign_id, target)
+                      for target in ([{}] if targets is None else targets)]
         key_row, key = admin.add_key(db, campaign_id, publisher_id, **key_settings)
         db.commit()
     return Market(key, key_row.id, publisher_id, campaign_id, target_ids, ip)

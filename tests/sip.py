@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.polling import eventually
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SDP = """
@@ -143,12 +144,8 @@ class Buyer:
 
     def messages_wait_for(self, uuid: str, timeout: float = 10) -> bool:
         """Wait until the INVITE for this reservation has reached the buyer."""
-        deadline = time.monotonic() + timeout
-        while f"X-RTB-Reservation: {uuid}" not in self.received():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return eventually(lambda: f"X-RTB-Reservation: {uuid}" in self.received(), timeout,
+                          interval=0.05)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import admin
+from tests.market import make_market
 
 CAMPAIGNS = 20
 TARGETS_PER_CAMPAIGN = 10
@@ -79,17 +80,13 @@ def load_market(sessions: sessionmaker[Session], buyer_uri: str, seed: int = 5) 
     rng = random.Random(seed)
     with sessions() as db:
         keys, auto = _ping_market(db, buyer_uri, rng)
-        campaign = admin.add_campaign(db, "calls").id
-        targets = [admin.add_target(db, campaign, buyer_uri, Decimal("10"), 60).id
-                   for _ in range(CALL_TARGETS)]
-        callers = []
-        for ip in CALLER_IPS:
-            publisher = admin.add_publisher(db, f"caller-{ip}").id
-            admin.allow_ip(db, publisher, f"{ip}/32")
-            row, key = admin.add_key(db, campaign, publisher, ttl=1800)
-            callers.append(Caller(ip, publisher, key, row.id))
         db.commit()
-    return Market(keys, auto, callers, campaign, targets)
+    call_targets = [{"sip_uri": buyer_uri, "payout": "10"}] * CALL_TARGETS
+    first = make_market(sessions, call_targets, ip=CALLER_IPS[0], ttl=1800)
+    others = [make_market(sessions, [], ip=ip, campaign_id=first.campaign_id, ttl=1800)
+              for ip in CALLER_IPS[1:]]
+    callers = [Caller(m.ip, m.publisher_id, m.key, m.key_id) for m in (first, *others)]
+    return Market(keys, auto, callers, first.campaign_id, first.target_ids)
 
 
 def make_reservations(conn: Connection, market: Market, caller: Caller, count: int) -> list[str]:
