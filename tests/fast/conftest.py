@@ -14,16 +14,16 @@ from sqlalchemy import create_engine
 
 from app import create_app
 from app.db import make_sessionmaker
-from app.settings import Settings
+from tests.conftest import stack_env
 from tests.sip import free_port
 
 
 @pytest.fixture(scope="session")
-def settings(env) -> Settings:
+def env(tmp_path_factory) -> dict[str, str]:
     """The suite's settings, with a database URL where nothing listens."""
     closed = free_port(kind=socket.SOCK_STREAM)
-    return Settings.from_env({**env, "RTB_DATABASE_URL":
-                              f"mysql+pymysql://nobody:x@127.0.0.1:{closed}/rtb"})
+    return {**stack_env(tmp_path_factory.mktemp("var")),
+            "RTB_DATABASE_URL": f"mysql+pymysql://nobody:x@127.0.0.1:{closed}/rtb"}
 
 
 def _no_database():
