@@ -1,11 +1,12 @@
 """The one market builder: a publisher, a campaign with its targets and a key,
 made through app.admin as rtbctl makes them. The `market` fixture, the
-private stack's faults and the soak all build with it."""
+private stack (faults, soak) and the bench's callers all build with it; and
+expire(), which ages a reservation past its ttl without waiting for it."""
 
 from __future__ import annotations
 
 import itertools
-import uuid
+import uuid as uuidlib
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -49,7 +50,7 @@ def make_market(sessions: sessionmaker[Session], targets: list[dict] | None = No
 
     Given publisher_id or campaign_id, that one is used instead of a new one.
     """
-    suffix = uuid.uuid4().hex[:10]
+    suffix = uuidlib.uuid4().hex[:10]
     with sessions() as db:
         if publisher_id is None:
             publisher_id = admin.add_publisher(db, f"publisher-{suffix}").id

@@ -14,16 +14,22 @@ from sqlalchemy import create_engine
 
 from app import create_app
 from app.db import make_sessionmaker
-from tests.conftest import stack_env
+from app.settings import Settings
 from tests.sip import free_port
 
 
+# Override `settings`, never `env`: the suite's session-wide fixtures would
+# otherwise be made once, in a run of every test, from the fast folder's env.
 @pytest.fixture(scope="session")
-def env(tmp_path_factory) -> dict[str, str]:
+def env_without_database(env) -> dict[str, str]:
     """The suite's settings, with a database URL where nothing listens."""
     closed = free_port(kind=socket.SOCK_STREAM)
-    return {**stack_env(tmp_path_factory.mktemp("var")),
-            "RTB_DATABASE_URL": f"mysql+pymysql://nobody:x@127.0.0.1:{closed}/rtb"}
+    return {**env, "RTB_DATABASE_URL": f"mysql+pymysql://nobody:x@127.0.0.1:{closed}/rtb"}
+
+
+@pytest.fixture(scope="session")
+def settings(env_without_database) -> Settings:
+    return Settings.from_env(env_without_database)
 
 
 def _no_database():

@@ -15,14 +15,14 @@ from tests.rtbctl import run
     (["key", "add", "1", "1", "--duplicate-scope", "everywhere"], "'everywhere' is not one of"),
     (["pings", "--since", "2 weeks"], "'2 weeks' is not like 30m, 1h or 7d"),
 ])
-def test_a_value_rtbctl_cannot_read_is_a_usage_error(env, args, message):
-    done = run(env, *args)
+def test_a_value_rtbctl_cannot_read_is_a_usage_error(env_without_database, args, message):
+    done = run(env_without_database, *args)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_a_bad_setting_is_one_line_naming_the_variable(env):
-    done = run({**env, "RTB_HTTP_PORT": "eighty"}, "campaign", "add", "never-made")
+def test_a_bad_setting_is_one_line_naming_the_variable(env_without_database):
+    done = run({**env_without_database, "RTB_HTTP_PORT": "eighty"}, "campaign", "add", "never-made")
     assert done.returncode == 1
     assert "RTB_HTTP_PORT" in done.stderr and done.stderr.count("\n") == 1
