@@ -24,6 +24,9 @@ UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 # How long Kamailio keeps a pushed reservation beyond its expiry, in seconds:
 # a dial just too late is answered 410 from memory; then the entry goes.
 HTABLE_GRACE = 5
+# Every status a reservation has (schema.sql's reservations_status_ck).
+STATUSES = ("reserved", "confirmed", "claimed", "completed", "no-target", "expired")
+# Reservations a publisher may still dial.
 DIALABLE = ("reserved", "confirmed")
 # Reservations a carrier's call could still be for, or is for.
 ON_A_NUMBER = ("reserved", "confirmed", "claimed")
