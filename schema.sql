@@ -284,12 +284,14 @@ FROM (SELECT target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap,
 DELIMITER //
 
 -- '+1 (800) 555-0100', '18005550100', '8005550100' and 'tel:+18005550100'
--- all become '+18005550100': ten digits are a NANP number, more are E.164.
+-- all become '+18005550100': ten digits without a '+' are a NANP number,
+-- others are E.164 ('+49 30 901820' too), as app/phone.py reads them.
 CREATE OR REPLACE FUNCTION rtb_e164(p_raw VARCHAR(64)) RETURNS VARCHAR(16)
 DETERMINISTIC NO SQL
 BEGIN
   DECLARE v_digits VARCHAR(64) DEFAULT REGEXP_REPLACE(p_raw, '[^0-9]', '');
-  RETURN LEFT(CONCAT('+', IF(LENGTH(v_digits) = 10, CONCAT('1', v_digits), v_digits)), 16);
+  RETURN LEFT(CONCAT('+', IF(LENGTH(v_digits) = 10 AND LOCATE('+', p_raw) = 0,
+                             CONCAT('1', v_digits), v_digits)), 16);
 END //
 
 -- Confirm a reservation, charging a target's caps, and with p_claim also

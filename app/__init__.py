@@ -1,20 +1,30 @@
-"""The RTB router's HTTP API: `gunicorn 'app:create_app()'`."""
+"""The RTB router's HTTP API: `gunicorn 'app:create_app()'`.
+
+`rtbctl` imports this package too, so the web app's modules (Flask, the API)
+are imported by create_app(), not here: adding a publisher need not wait for them.
+"""
 
 from __future__ import annotations
 
-import zipcodes
-from flask import Flask, g
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
-from app import api, errors
-from app.db import make_sessionmaker
-from app.settings import Settings
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.settings import Settings
 
 MAX_BODY = 64 * 1024
 
 
 def create_app(settings: Settings | None = None,
                sessions: sessionmaker[Session] | None = None) -> Flask:
+    from flask import Flask, g
+
+    from app import api, errors, targeting
+    from app.db import make_sessionmaker
+    from app.settings import Settings
+
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, RTB_SIP_DOMAIN=settings.sip_domain)
@@ -22,8 +32,9 @@ def create_app(settings: Settings | None = None,
     app.extensions["rtb.sessions"] = sessions or make_sessionmaker(settings)
     errors.register(app)
     app.register_blueprint(api.bp)
-    # Load the ZIP code table now, in each worker, rather than on a first ping.
-    zipcodes.matching("10001")
+    # Load the ZIP code and area code tables now, in each worker, rather than on a first ping.
+    targeting.caller_of(None, {"caller_zip": "10001"})
+    targeting.caller_of("+12025550123", {})
 
     @app.teardown_appcontext
     def close_session(_error):

@@ -186,9 +186,15 @@ def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal
 
 def edit_target(session: Session, target: Target | int, sip_uri: str | None = None,
                 payout: Decimal | None = None, min_seconds: int | None = None,
-                **rules: Any) -> Target:
-    """Change what is given; caps and rules apply from the next ping or confirm."""
+                tag_changes: dict[str, list[str]] | None = None, **rules: Any) -> Target:
+    """Change what is given; caps and rules apply from the next ping or confirm.
+
+    tag_changes edits the tag rules one name at a time: a name with values
+    replaces its rule, a name with none drops it, the others stay.
+    """
     row = target if isinstance(target, Target) else _get(session, Target, target)
+    if tag_changes is not None:
+        rules["tag_rules"] = _changed_tags(row.tag_rules, tag_changes)
     if sip_uri is not None:
         row.sip_uri = _sip_uri(sip_uri)
     if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
@@ -201,11 +207,25 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
     return row
 
 
+def _changed_tags(current: dict[str, list[str]] | None,
+                  changes: dict[str, list[str]]) -> dict[str, list[str]] | None:
+    rules = dict(current or {})
+    for name, values in changes.items():
+        rules.pop(name, None)
+        if values:
+            rules[name] = values
+    return rules or None
+
+
 def list_targets(session: Session, campaign_id: int | None = None) -> list[Target]:
     query = select(Target).order_by(Target.campaign_id, Target.id)
     if campaign_id is not None:
         query = query.where(Target.campaign_id == campaign_id)
     return list(session.scalars(query))
+
+
+def list_numbers(session: Session) -> list[Number]:
+    return list(session.scalars(select(Number).order_by(Number.number)))
 
 
 KEY_SETTINGS = ("ttl", "inbound_number", "auto_confirm", "duplicate_scope", "rate_limit",

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import notifier
+from app.database_urls import database_url
 from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
-from app.stack.mariadb import database_url
+
+# MySQL errors for a server that is down, going down or gone away: 1053
+# server shutdown in progress, 1927 connection killed, 2002/2003 cannot
+# connect, 2006/2013 gone away or lost mid-query.
+UNREACHABLE = {1053, 1927, 2002, 2003, 2006, 2013}
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -36,3 +42,9 @@ def make_sessionmaker(settings: Settings, engine: Engine | None = None) -> sessi
                            info={notifier.RPC: rpc})
     notifier.listen(factory)
     return factory
+
+
+def database_unreachable(error: DBAPIError) -> bool:
+    """The database is down or went away (not: it refused a statement)."""
+    return error.connection_invalidated or bool(
+        error.orig and error.orig.args and error.orig.args[0] in UNREACHABLE)

@@ -8,6 +8,8 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from app.db import database_unreachable
+
 log = logging.getLogger(__name__)
 
 
@@ -25,18 +27,6 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
 }
-
-
-# MySQL errors for a server that is down, going down or gone away: 1053
-# server shutdown in progress, 1927 connection killed, 2002/2003 cannot
-# connect, 2006/2013 gone away or lost mid-query.
-UNREACHABLE = {1053, 1927, 2002, 2003, 2006, 2013}
-
-
-def database_unreachable(error: DBAPIError) -> bool:
-    """The database is down or went away (not: it refused a statement)."""
-    return error.connection_invalidated or bool(
-        error.orig and error.orig.args and error.orig.args[0] in UNREACHABLE)
 
 
 def error_response(status: int, code: str, message: str):

@@ -1,4 +1,8 @@
-"""Phone numbers to E.164, with the phonenumbers library."""
+"""Phone numbers to E.164, with the phonenumbers library.
+
+rtb_e164() in schema.sql writes carriers' numbers the same way, more simply;
+tests/test_shared_rules.py feeds both the same numbers.
+"""
 
 from __future__ import annotations
 

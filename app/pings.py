@@ -50,14 +50,18 @@ def record(session: Session, key: PostbackKey, outcome: Reserved | Rejection | s
         duration_ms=round((time.perf_counter() - started) * 1000, 3)))
 
 
-def summary(session: Session, key_ids: list[int], since: datetime) -> list[dict]:
-    """Counts by outcome and reason, with their average and slowest time, newest pings first."""
-    rows = session.execute(
-        select(Ping.outcome, Ping.reason, func.count(), func.avg(Ping.duration_ms),
-               func.max(Ping.duration_ms))
-        .where(Ping.key_id.in_(key_ids), Ping.created_at >= since)
-        .group_by(Ping.outcome, Ping.reason)
-        .order_by(func.count().desc())
-    ).all()
+def summary(session: Session, key_ids: list[int] | None, since: datetime) -> list[dict]:
+    """Counts by outcome and reason, with their average and slowest time, most first.
+
+    key_ids None counts every key's pings.
+    """
+    query = (select(Ping.outcome, Ping.reason, func.count(), func.avg(Ping.duration_ms),
+                    func.max(Ping.duration_ms))
+             .where(Ping.created_at >= since)
+             .group_by(Ping.outcome, Ping.reason)
+             .order_by(func.count().desc()))
+    if key_ids is not None:
+        query = query.where(Ping.key_id.in_(key_ids))
+    rows = session.execute(query).all()
     return [{"outcome": o, "reason": r, "pings": n, "avg_ms": round(float(a), 3),
              "max_ms": float(m)} for o, r, n, a, m in rows]

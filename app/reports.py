@@ -5,12 +5,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from app.errors import ApiError
 from app.models import Call, Ping, PostbackKey, Reservation
+from app.reservations import DIALABLE, utcnow
 
 BY = ("publisher", "campaign", "target")
+
+
+def reservation(session: Session, uuid: str) -> Reservation:
+    """A reservation by its uuid, whichever key made it."""
+    found = session.scalar(select(Reservation).where(Reservation.uuid == uuid.lower()))
+    if found is None:
+        raise ApiError(404, "reservation_not_found", f"no reservation {uuid}")
+    return found
+
+
+def recent_reservations(session: Session, status: str | None = None,
+                        campaign_id: int | None = None, limit: int = 50) -> list[Reservation]:
+    """Newest first. A status is as status_of() tells it: a dialable reservation
+    past its time is 'expired' already, before the sweep marks it."""
+    now = utcnow()
+    query = select(Reservation).order_by(Reservation.id.desc()).limit(limit)
+    if status == "expired":
+        query = query.where(or_(Reservation.status == "expired",
+                                Reservation.status.in_(DIALABLE) & (Reservation.expires_at <= now)))
+    elif status in DIALABLE:
+        query = query.where(Reservation.status == status, Reservation.expires_at > now)
+    elif status:
+        query = query.where(Reservation.status == status)
+    if campaign_id is not None:
+        query = query.where(Reservation.campaign_id == campaign_id)
+    return list(session.scalars(query))
 
 
 def _group(by: str | None, publisher, campaign, target):

@@ -20,10 +20,15 @@ from app.models import (CallerReservation, KeyRateWindow, Number, PostbackKey, R
                         Target, target_usage)
 from app.phone import InvalidNumber, to_e164
 
+# kamailio.cfg's RTB_LOOKUP holds a copy; tests/test_shared_rules.py pins the two.
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # How long Kamailio keeps a pushed reservation beyond its expiry, in seconds:
 # a dial just too late is answered 410 from memory; then the entry goes.
 HTABLE_GRACE = 5
+# Every status a reservation has. schema.sql's check constraint, views and
+# procedures hold copies of these sets; tests/test_shared_rules.py pins them.
+STATUSES = ("reserved", "confirmed", "claimed", "completed", "no-target", "expired")
+# Reservations a publisher may still dial.
 DIALABLE = ("reserved", "confirmed")
 # Reservations a carrier's call could still be for, or is for.
 ON_A_NUMBER = ("reserved", "confirmed", "claimed")
@@ -209,7 +214,8 @@ def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -
 
 
 def htable_value(reservation: Reservation) -> str:
-    """The value Kamailio's rsv htable holds, as live_reservation_routes packs it."""
+    """The value Kamailio's rsv htable holds, as live_reservation_routes packs it
+    and RTB_LOOKUP reads it (tests/test_shared_rules.py pins the three)."""
     expires = int(reservation.expires_at.replace(tzinfo=UTC).timestamp())
     return f"{reservation.publisher_id},{expires}"
 
@@ -235,7 +241,7 @@ def confirm(session: Session, reservation: Reservation, fallback: bool = False) 
 def find(session: Session, key: PostbackKey, uuid: str) -> Reservation:
     """A reservation made with this key; any other looks the same as none."""
     found = None
-    if UUID_PATTERN.match(uuid):
+    if UUID_PATTERN.fullmatch(uuid):
         found = session.scalar(
             select(Reservation).where(Reservation.uuid == uuid, Reservation.key_id == key.id))
     if found is None:

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 import us
 import zipcodes
-from phonenumbers import geocoder
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _WINDOW = re.compile(r"^(?P<days>[a-z,\-]+)\s+(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})$")
@@ -129,6 +128,10 @@ def caller_of(caller_number: str | None, tags: dict[str, Any]) -> Caller:
         found = zipcodes.matching(zip_code) if zip_code.isdigit() and len(zip_code) == 5 else []
         state = found[0]["state"] if found else None
     if state is None and caller_number:
+        # Imported on first use: its area code tables take most of a second to
+        # load, which rtbctl (it validates states with this module) never needs.
+        from phonenumbers import geocoder
+
         number = phonenumbers.parse(caller_number)
         if phonenumbers.region_code_for_number(number) == "US":
             state = state_code(geocoder.description_for_number(number, "en"))

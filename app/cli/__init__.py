@@ -13,8 +13,8 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
-from app.db import make_sessionmaker
-from app.errors import ApiError, database_unreachable
+from app.db import database_unreachable, make_sessionmaker
+from app.errors import ApiError
 from app.settings import Settings, SettingsError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -7,11 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import click
-from sqlalchemy import select
-
 from app import admin
 from app.cli import Context, emit, json_option, main
-from app.models import Number, PostbackKey, Target
+from app.models import PostbackKey, Target
 
 CLEAR = object()
 
@@ -70,19 +68,16 @@ def target_options(required: bool):
     )
 
 
-def _rules(options: dict[str, Any], current: dict[str, list[str]] | None) -> dict[str, Any]:
+def _rules(options: dict[str, Any]) -> dict[str, Any]:
     rules = {name: (None if value is CLEAR else value)
              for name, value in options.items() if value is not None and name != "tags"}
     if options.get("tags"):
-        tag_rules = dict(current or {})
+        rules["tag_changes"] = {}
         for rule in options["tags"]:
             name, sep, values = rule.partition("=")
             if not sep or not name:
                 raise click.BadParameter(f"{rule!r} is not NAME=V1,V2", param_hint="--tag")
-            tag_rules.pop(name, None)
-            if values:
-                tag_rules[name] = [v.strip() for v in values.split(",") if v.strip()]
-        rules["tag_rules"] = tag_rules or None
+            rules["tag_changes"][name] = [v.strip() for v in values.split(",") if v.strip()]
     return rules
 
 
@@ -184,7 +179,7 @@ def target() -> None:
 def target_add(obj: Context, campaign_id: int, sip_uri: str, payout: Decimal, min_seconds: int,
                as_json: bool, **options: Any) -> None:
     row = obj.apply(admin.add_target, campaign_id, sip_uri, payout, min_seconds,
-                    **_rules(options, None))
+                    **_rules(options))
     emit(target_json(row), as_json)
 
 
@@ -195,12 +190,7 @@ def target_add(obj: Context, campaign_id: int, sip_uri: str, payout: Decimal, mi
 @click.pass_obj
 def target_edit(obj: Context, target_id: int, as_json: bool, **options: Any) -> None:
     """Change the options given; the others stay."""
-    def change(db):
-        row = db.get(Target, target_id)
-        current = row.tag_rules if row else None
-        base = {k: options.pop(k) for k in ("sip_uri", "payout", "min_seconds")}
-        return admin.edit_target(db, target_id, **base, **_rules(options, current))
-    emit(target_json(obj.apply(change)), as_json)
+    emit(target_json(obj.apply(admin.edit_target, target_id, **_rules(options))), as_json)
 
 
 @target.command("disable")
@@ -316,5 +306,4 @@ def number_add(obj: Context, e164: str, campaign_id: int | None, as_json: bool) 
 def number_list(obj: Context, as_json: bool) -> None:
     with obj.session() as db:
         emit([{"number": n.number, "campaign_id": n.campaign_id, "held_by": n.held_by,
-               "held_until": n.held_until} for n in db.scalars(select(Number).order_by(Number.number))],
-             as_json)
+               "held_until": n.held_until} for n in admin.list_numbers(db)], as_json)

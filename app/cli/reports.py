@@ -7,14 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import click
-from sqlalchemy import or_, select
-
 from app import admin, pings, reports, reservations
 from app.cli import Context, emit, json_option, main
-from app.errors import ApiError
-from app.models import PostbackKey, Reservation
+from app.models import Reservation
 
-STATUSES = ["reserved", "confirmed", "claimed", "completed", "no-target", "expired"]
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -57,14 +53,11 @@ def reservation() -> None:
 @click.pass_obj
 def reservation_show(obj: Context, uuid: str, as_json: bool) -> None:
     with obj.session() as db:
-        row = db.scalar(select(Reservation).where(Reservation.uuid == uuid.lower()))
-        if row is None:
-            raise ApiError(404, "reservation_not_found", f"no reservation {uuid}")
-        emit(reservation_json(row), as_json)
+        emit(reservation_json(reports.reservation(db, uuid)), as_json)
 
 
 @main.command("reservations")
-@click.option("--status", type=click.Choice(STATUSES), help="Only these.")
+@click.option("--status", type=click.Choice(reservations.STATUSES), help="Only these.")
 @click.option("--campaign", "campaign_id", type=int, help="Only this campaign's.")
 @click.option("--limit", default=50, show_default=True, help="Newest first, at most this many.")
 @json_option
@@ -72,20 +65,9 @@ def reservation_show(obj: Context, uuid: str, as_json: bool) -> None:
 def reservations_list(obj: Context, status: str | None, campaign_id: int | None, limit: int,
                       as_json: bool) -> None:
     """Recent reservations, newest first."""
-    now = reservations.utcnow()
-    query = select(Reservation).order_by(Reservation.id.desc()).limit(limit)
-    if status == "expired":
-        query = query.where(or_(Reservation.status == "expired",
-                                Reservation.status.in_(reservations.DIALABLE)
-                                & (Reservation.expires_at <= now)))
-    elif status in reservations.DIALABLE:
-        query = query.where(Reservation.status == status, Reservation.expires_at > now)
-    elif status:
-        query = query.where(Reservation.status == status)
-    if campaign_id is not None:
-        query = query.where(Reservation.campaign_id == campaign_id)
     with obj.session() as db:
-        emit([reservation_json(r) for r in db.scalars(query)], as_json)
+        emit([reservation_json(r)
+              for r in reports.recent_reservations(db, status, campaign_id, limit)], as_json)
 
 
 @main.command("pings")
@@ -96,8 +78,7 @@ def reservations_list(obj: Context, status: str | None, campaign_id: int | None,
 def pings_summary(obj: Context, key_ref: str | None, since: timedelta, as_json: bool) -> None:
     """Why pings were answered as they were: counts by outcome and reason."""
     with obj.session() as db:
-        key_ids = ([admin.find_key(db, key_ref).id] if key_ref
-                   else list(db.scalars(select(PostbackKey.id))))
+        key_ids = [admin.find_key(db, key_ref).id] if key_ref else None
         emit(pings.summary(db, key_ids, reservations.utcnow() - since), as_json)
 
 

@@ -12,10 +12,11 @@ import signal
 import sys
 import time
 
+from app.database_urls import database_url
 from app.settings import Settings, SettingsError
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
-from app.stack.mariadb import PrivateMariaDB, database_url, load_schema
+from app.stack.mariadb import PrivateMariaDB, load_schema
 from app.stack.process import StartError
 
 

@@ -6,9 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from app.database_urls import kamailio_database_url
 from app.kamailio_rpc import KamailioRPC, RPCError
 from app.settings import Settings
-from app.stack.mariadb import kamailio_database_url
 from app.stack.process import Service
 
 SECRETS = "rtb-secrets.cfg"

@@ -9,12 +9,13 @@ import secrets
 import shutil
 import subprocess
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
+from app.database_urls import (DATABASE, credentials_file, private_credentials, private_dir,
+                               private_url)
 from app.settings import PROJECT_DIR, Settings
 from app.stack.process import Service
 
-DATABASE = "rtb"
 SCHEMA = PROJECT_DIR / "schema.sql"
 
 # What Kamailio may touch: read its tables and the routing views, and claim
@@ -34,9 +35,9 @@ GRANT EXECUTE ON PROCEDURE {db}.rtb_pstn_match TO {user};
 class PrivateMariaDB:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.dir = settings.var_dir / "mariadb"
+        self.dir = private_dir(settings)
         self.socket = self.dir / "mysqld.sock"
-        self.credentials_file = self.dir / "credentials.json"
+        self.credentials_file = credentials_file(settings)
         root_flag = ["--user=root"] if os.geteuid() == 0 else []
         self.service = Service("mariadb", [
             shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",
@@ -72,21 +73,17 @@ class PrivateMariaDB:
             capture_output=True,
         ).returncode == 0
 
-    def _credentials(self, create: bool = False) -> dict[str, str]:
-        if create and not self.credentials_file.exists():
+    def _credentials(self) -> dict[str, str]:
+        """The two users' passwords, made on the first start and kept."""
+        if not self.credentials_file.exists():
             self.credentials_file.touch(mode=0o600)
             self.credentials_file.write_text(json.dumps(
                 {"rtb": secrets.token_hex(16), "kamailio": secrets.token_hex(16)}))
-        try:
-            return json.loads(self.credentials_file.read_text())
-        except FileNotFoundError:
-            raise RuntimeError(
-                f"no private database in {self.dir}: run `make up` first, or set RTB_DATABASE_URL"
-            ) from None
+        return private_credentials(self.settings)
 
     def _bootstrap(self) -> None:
         """Create the database and its two users, load schema.sql, grant Kamailio."""
-        creds = self._credentials(create=True)
+        creds = self._credentials()
         users = "".join(
             f"CREATE USER IF NOT EXISTS '{name}'@'127.0.0.1' IDENTIFIED BY '{pw}';"
             f"ALTER USER '{name}'@'127.0.0.1' IDENTIFIED BY '{pw}';"
@@ -117,8 +114,7 @@ class PrivateMariaDB:
         return done.stdout
 
     def url(self, user: str) -> URL:
-        return URL.create("mysql+pymysql", username=user, password=self._credentials()[user],
-                          host="127.0.0.1", port=self.settings.db_port, database=DATABASE)
+        return private_url(self.settings, user)
 
 
 def load_schema(url: URL) -> None:
@@ -130,19 +126,3 @@ def load_schema(url: URL) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"loading schema.sql failed: {done.stderr.strip()}")
 
-
-def database_url(settings: Settings) -> URL:
-    if settings.database_url_override:
-        return make_url(settings.database_url_override)
-    return PrivateMariaDB(settings).url("rtb")
-
-
-def kamailio_database_url(settings: Settings) -> str:
-    """Kamailio's db_mysql URL: its own least-privileged user on the private server."""
-    if settings.kamailio_database_url_override:
-        url = make_url(settings.kamailio_database_url_override)
-    elif settings.database_url_override:
-        url = make_url(settings.database_url_override)
-    else:
-        url = PrivateMariaDB(settings).url("kamailio")
-    return url.set(drivername="mysql").render_as_string(hide_password=False)
