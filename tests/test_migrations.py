@@ -8,14 +8,17 @@ app/migrations/versions/; write its SQL there (README: "Changing the schema").
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from app import migrations
+from app.cli import main
 from app.settings import PROJECT_DIR
 
 # The previous release, the last made without Alembic; and one from before
@@ -199,6 +202,12 @@ def test_a_new_database_is_built_from_schema_sql_at_the_newest_revision(new_data
     assert migrations.current(engine) is None
     assert migrations.upgrade(engine) == migrations.head()
     assert migrations.current(engine) == migrations.head()
+
+
+def test_rtbctl_db_current_names_the_databases_revision_and_this_versions_head(env, database):
+    done = CliRunner().invoke(main, ["db", "current", "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == {"revision": migrations.head(), "head": migrations.head()}
 
 
 def test_schema_sql_splits_into_its_statements_with_their_delimiters():

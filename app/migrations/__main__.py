@@ -14,8 +14,7 @@ def main() -> int:
     if len(sys.argv) != 2 or not sys.argv[1].strip():
         print(__doc__, file=sys.stderr)
         return 2
-    script = command.revision(config(), sys.argv[1], rev_id=f"{int(head()) + 1:04d}")
-    print(script.path)
+    command.revision(config(), sys.argv[1], rev_id=f"{int(head()) + 1:04d}")
     return 0
 
 
