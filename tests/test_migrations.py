@@ -30,7 +30,8 @@ DESCRIBE = {
     "tables": "SELECT table_name, table_type, engine, table_collation FROM information_schema.tables"
               " WHERE table_schema = '{db}' AND table_name <> 'alembic_version'",
     "columns": "SELECT table_name, column_name, column_type, is_nullable,"
-               " IFNULL(column_default, '(no default)'), IFNULL(collation_name, ''), extra"
+               " IFNULL(column_default, '(no default)'), IFNULL(collation_name, ''), extra,"
+               " IFNULL(generation_expression, '')"
                " FROM information_schema.columns"
                " WHERE table_schema = '{db}' AND table_name <> 'alembic_version'",
     "indexes": "SELECT table_name, index_name, non_unique, index_type, GROUP_CONCAT(column_name,"
@@ -73,17 +74,26 @@ DESCRIBE = {
 }
 
 
+# The parts whose rows start with their table's name.
+OF_A_TABLE = {"columns", "indexes", "constraints", "foreign key columns", "table grants",
+              "column grants"}
+
+
 def describe(database, name: str) -> dict[str, set[str]]:
     return {part: {row.replace("\t", " | ") for row in database.root_sql(sql.format(db=name)).splitlines()}
             for part, sql in DESCRIBE.items()}
 
 
 def differences(built: dict[str, set[str]], upgraded: dict[str, set[str]]) -> list[str]:
-    """What sets the two apart, one line each, readable in a failed test."""
+    """What sets the two apart, one line each, readable in a failed test. A table
+    only one side has is one line: its columns and indexes are left out."""
+    lone = {row.split(" | ")[0] for row in built["tables"] ^ upgraded["tables"]}
     lines = []
     for part in built:
-        lines += [f"{part}: only schema.sql builds  {row}" for row in sorted(built[part] - upgraded[part])]
-        lines += [f"{part}: only the upgrade has    {row}" for row in sorted(upgraded[part] - built[part])]
+        for side, rows in (("only schema.sql builds", built[part] - upgraded[part]),
+                           ("only the upgrade has  ", upgraded[part] - built[part])):
+            lines += [f"{part}: {side}  {row}" for row in sorted(rows)
+                      if part not in OF_A_TABLE or row.split(" | ")[0] not in lone]
     return lines
 
 
@@ -176,8 +186,8 @@ INSERT INTO address (grp, ip_addr, mask, tag) VALUES (1, '127.0.0.2', 32, 'publi
 """
 
 
-def contents(database, name: str, columns: dict[str, str]) -> dict[str, str]:
-    return {table: database.root_sql(f"SELECT {cols} FROM {table} ORDER BY 1", database=name)
+def contents(database, name: str, columns: dict[str, str]) -> dict[str, set[str]]:
+    return {table: set(database.root_sql(f"SELECT {cols} FROM {table}", database=name).splitlines())
             for table, cols in columns.items()}
 
 
@@ -194,7 +204,10 @@ def test_an_upgrade_keeps_every_row_of_an_earlier_release(database, new_database
     before = contents(database, name, columns)
     assert all(before[table] for table in ("publishers", "targets", "reservations", "calls"))
     upgrade_and_grant(database, name, engine)
-    assert contents(database, name, columns) == before
+    after = contents(database, name, columns)
+    # A revision may add rows (Kamailio's `version`), never lose one.
+    lost = {table: rows - after[table] for table, rows in before.items() if rows - after[table]}
+    assert not lost
 
 
 def test_a_new_database_is_built_from_schema_sql_at_the_newest_revision(new_database):
@@ -202,6 +215,15 @@ def test_a_new_database_is_built_from_schema_sql_at_the_newest_revision(new_data
     assert migrations.current(engine) is None
     assert migrations.upgrade(engine) == migrations.head()
     assert migrations.current(engine) == migrations.head()
+
+
+def test_a_database_from_a_newer_version_is_refused_with_its_revision(new_database):
+    _, engine = new_database("newer")
+    migrations.upgrade(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(RuntimeError, match="cannot be upgraded.*9999"):
+        migrations.upgrade(engine)
 
 
 def test_rtbctl_db_current_names_the_databases_revision_and_this_versions_head(env, database):

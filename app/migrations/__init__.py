@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect, text
 
 from app.settings import PROJECT_DIR
@@ -80,6 +81,8 @@ def upgrade(engine: Engine) -> str:
             raise RuntimeError("another upgrade of this database holds its lock")
         try:
             _upgrade(connection)
+        except CommandError as error:
+            raise RuntimeError(f"the schema cannot be upgraded: {error}") from None
         finally:
             connection.execute(text("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.schema'))"))
             connection.commit()
