@@ -226,6 +226,16 @@ def test_a_database_from_a_newer_version_is_refused_with_its_revision(new_databa
         migrations.upgrade(engine)
 
 
+def test_kamailios_user_keeps_no_right_of_its_own_beside_the_role_of_grants_sql(database):
+    user = "'kamailio'@'127.0.0.1'"
+    # As a release before grants.sql granted it, straight to the user.
+    database.root_sql(f"GRANT SELECT ON rtb.address TO {user}")
+    database.grant_edge(user)
+    grants = database.root_sql(f"SHOW GRANTS FOR {user}").splitlines()
+    assert f"GRANT `{migrations.edge_role()}` TO `kamailio`@`127.0.0.1`" in grants
+    assert not [line for line in grants if " ON `rtb`." in line], grants
+
+
 def test_rtbctl_db_current_names_the_databases_revision_and_this_versions_head(env, database):
     done = CliRunner().invoke(main, ["db", "current", "--json"], env=env)
     assert done.exit_code == 0, done.output

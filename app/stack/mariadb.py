@@ -90,10 +90,13 @@ class PrivateMariaDB:
         self.grant_edge("'kamailio'@'127.0.0.1'")
 
     def grant_edge(self, user: str, database: str = DATABASE) -> None:
-        """What an operator does for Kamailio's user: grants.sql, then its role as the default."""
+        """What an operator does for Kamailio's user: grants.sql, then its role as the
+        default. The user holds the role alone: what a release before grants.sql
+        granted it directly is taken back."""
         self.root_sql(migrations.GRANTS.read_text(), database=database)
         role = migrations.edge_role()
-        self.root_sql(f"GRANT {role} TO {user}; SET DEFAULT ROLE {role} FOR {user};")
+        self.root_sql(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {user};"
+                      f"GRANT {role} TO {user}; SET DEFAULT ROLE {role} FOR {user};")
 
     def _load_time_zones(self) -> None:
         """Named zones for targets' business hours and caps (CONVERT_TZ), once."""
