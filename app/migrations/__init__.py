@@ -3,9 +3,9 @@
 schema.sql's views and routines are replaced whole, as Flyway's repeatable
 migrations are, so their bodies live in schema.sql alone.
 
-A database made before Alembic (no alembic_version table, but the app's
-tables) is taken to be the previous release's, BASELINE, and upgraded from
-there. Whoever calls upgrade() owns the connection; this module commits.
+A database made before Alembic (the app's tables, no alembic_version) is
+taken to be the previous release's, BASELINE, and upgraded from there.
+upgrade() works on a connection of its own, and commits.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ BASELINE = "0001"
 # A table every release has had: its presence tells an old database from an empty one.
 APP_TABLE = "reservations"
 REPEATABLE = re.compile(r"CREATE\s+OR\s+REPLACE\s+(VIEW|FUNCTION|PROCEDURE|TRIGGER)\b", re.I)
+# How long an upgrade waits for another one of the same database to finish.
 LOCK_SECONDS = 120
 
 
@@ -55,11 +56,11 @@ def statements(sql: str) -> list[str]:
 
 def config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, in code: no alembic.ini to find."""
-    settings = Config()
-    settings.set_main_option("script_location", str(Path(__file__).parent))
-    settings.set_main_option("file_template", "%%(rev)s_%%(slug)s")
-    settings.attributes["connection"] = connection
-    return settings
+    alembic_config = Config()
+    alembic_config.set_main_option("script_location", str(Path(__file__).parent))
+    alembic_config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    alembic_config.attributes["connection"] = connection
+    return alembic_config
 
 
 def head() -> str:
@@ -90,16 +91,16 @@ def upgrade(engine: Engine) -> str:
 
 
 def _upgrade(connection: Connection) -> None:
-    settings = config(connection)
+    alembic_config = config(connection)
     tables = set(inspect(connection).get_table_names())
     schema = statements(SCHEMA.read_text())
-    if "alembic_version" not in tables and APP_TABLE not in tables:
+    if APP_TABLE not in tables:
         _run(connection, schema)
-        command.stamp(settings, "head")
+        command.stamp(alembic_config, "head")
     else:
         if "alembic_version" not in tables:
-            command.stamp(settings, BASELINE)
-        command.upgrade(settings, "head")
+            command.stamp(alembic_config, BASELINE)
+        command.upgrade(alembic_config, "head")
     _run(connection, [s for s in schema if REPEATABLE.match(s)])
 
 
