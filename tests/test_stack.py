@@ -12,9 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from app.stack.mariadb import KAMAILIO_GRANTS, load_schema
+from app import migrations
 from tests.conftest import stack_env
 from tests.market import next_loopback
 from tests.polling import eventually
@@ -100,7 +99,8 @@ def test_down_stops_everything_and_keeps_the_data(second):
 
 
 def test_an_existing_database_server_is_used_when_given(tmp_path, database, buyers):
-    """RTB_DATABASE_URL: no private MariaDB; the operator made the database and users."""
+    """RTB_DATABASE_URL: no private MariaDB; the operator made the database and users,
+    upgraded it with rtbctl and ran grants.sql, as the README says."""
     database.root_sql(
         "CREATE DATABASE rtb_existing;"
         "CREATE USER 'existing_app'@'127.0.0.1' IDENTIFIED BY 'app-pw';"
@@ -108,12 +108,14 @@ def test_an_existing_database_server_is_used_when_given(tmp_path, database, buye
         "CREATE USER 'existing_kamailio'@'127.0.0.1' IDENTIFIED BY 'kam-pw';")
     port = database.settings.db_port
     app_url = f"mysql+pymysql://existing_app:app-pw@127.0.0.1:{port}/rtb_existing"
-    load_schema(make_url(app_url))
-    database.root_sql(KAMAILIO_GRANTS.format(db="rtb_existing",
-                                             user="'existing_kamailio'@'127.0.0.1'"))
     env = {**os.environ, **stack_env(tmp_path / "var"), "RTB_DATABASE_URL": app_url,
            "RTB_KAMAILIO_DATABASE_URL":
                f"mysql://existing_kamailio:kam-pw@127.0.0.1:{port}/rtb_existing"}
+    rtbctl_path = os.path.join(os.path.dirname(PYTHON), "rtbctl")
+    upgraded = subprocess.run([rtbctl_path, "db", "upgrade", "--json"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert json.loads(upgraded.stdout) == {"revision": migrations.head()}, upgraded.stderr
+    database.grant_edge("'existing_kamailio'@'127.0.0.1'", "rtb_existing")
     stack = [PYTHON, "-m", "app.stack"]
     started = subprocess.run([*stack, "up"], env=env, capture_output=True, text=True, timeout=120)
     try:

@@ -1,7 +1,8 @@
 """rtbctl: the operator's tool. Every command prints JSON with --json.
 
-The commands live in market.py (publishers, campaigns, targets, keys) and
-reports.py (reservations, pings); this module holds what they share.
+The commands live in market.py (publishers, campaigns, targets, keys),
+reports.py (reservations, pings) and db.py (the schema); this module holds
+what they share.
 """
 
 from __future__ import annotations
@@ -83,4 +84,4 @@ def run() -> None:
         sys.exit(1)
 
 
-from app.cli import market, reports  # noqa: E402,F401  (they register their commands on main)
+from app.cli import db, market, reports  # noqa: E402,F401  (they register their commands on main)

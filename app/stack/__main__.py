@@ -16,7 +16,7 @@ from app.database_urls import database_url
 from app.settings import Settings, SettingsError
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
-from app.stack.mariadb import PrivateMariaDB, load_schema
+from app.stack.mariadb import PrivateMariaDB, upgrade_schema
 from app.stack.process import StartError
 
 
@@ -30,7 +30,7 @@ def up(settings: Settings) -> list:
     try:
         for part in parts(settings):
             if not settings.private_database and isinstance(part, Kamailio):
-                load_schema(database_url(settings))
+                upgrade_schema(database_url(settings))
             part.start()
             started.append(part)
     except (StartError, RuntimeError):

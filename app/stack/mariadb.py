@@ -1,4 +1,4 @@
-"""The private MariaDB under the state folder, and loading schema.sql."""
+"""The private MariaDB under the state folder, and upgrading a database's schema."""
 
 from __future__ import annotations
 
@@ -9,27 +9,15 @@ import secrets
 import shutil
 import subprocess
 
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 
+from app import migrations
 from app.database_urls import (DATABASE, credentials_file, private_credentials, private_dir,
                                private_url)
-from app.settings import PROJECT_DIR, Settings
+from app.settings import Settings
 from app.stack.process import Service
-
-SCHEMA = PROJECT_DIR / "schema.sql"
-
-# What Kamailio may touch: read its tables and the routing views, and claim
-# and record calls only through the procedures.
-KAMAILIO_GRANTS = """
-GRANT SELECT ON {db}.version TO {user};
-GRANT SELECT ON {db}.subscriber TO {user};
-GRANT SELECT ON {db}.address TO {user};
-GRANT SELECT ON {db}.live_reservation_routes TO {user};
-GRANT EXECUTE ON PROCEDURE {db}.rtb_confirm TO {user};
-GRANT EXECUTE ON PROCEDURE {db}.rtb_call_event TO {user};
-GRANT EXECUTE ON PROCEDURE {db}.rtb_expire TO {user};
-GRANT EXECUTE ON PROCEDURE {db}.rtb_pstn_match TO {user};
-"""
 
 
 class PrivateMariaDB:
@@ -82,7 +70,7 @@ class PrivateMariaDB:
         return private_credentials(self.settings)
 
     def _bootstrap(self) -> None:
-        """Create the database and its two users, load schema.sql, grant Kamailio."""
+        """Create the database and its two users, upgrade it, grant Kamailio grants.sql's role."""
         creds = self._credentials()
         users = "".join(
             f"CREATE USER IF NOT EXISTS '{name}'@'127.0.0.1' IDENTIFIED BY '{pw}';"
@@ -94,8 +82,17 @@ class PrivateMariaDB:
             f"GRANT ALL ON {DATABASE}.* TO 'rtb'@'127.0.0.1';"
         )
         self._load_time_zones()
-        self.root_sql(SCHEMA.read_text(), database=DATABASE)
-        self.root_sql(KAMAILIO_GRANTS.format(db=DATABASE, user="'kamailio'@'127.0.0.1'"))
+        upgrade_schema(self.url("rtb"))
+        self.grant_edge("'kamailio'@'127.0.0.1'")
+
+    def grant_edge(self, user: str, database: str = DATABASE) -> None:
+        """What an operator does for Kamailio's user: grants.sql, then its role as the
+        default. The user holds the role alone: what a release before grants.sql
+        granted it directly is taken back."""
+        self.root_sql(migrations.GRANTS.read_text(), database=database)
+        role = migrations.edge_role()
+        self.root_sql(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {user};"
+                      f"GRANT {role} TO {user}; SET DEFAULT ROLE {role} FOR {user};")
 
     def _load_time_zones(self) -> None:
         """Named zones for targets' business hours and caps (CONVERT_TZ), once."""
@@ -117,12 +114,11 @@ class PrivateMariaDB:
         return private_url(self.settings, user)
 
 
-def load_schema(url: URL) -> None:
-    """Load schema.sql into an existing server, for RTB_DATABASE_URL setups."""
-    argv = ["mariadb", "--no-defaults", f"--host={url.host or '127.0.0.1'}",
-            f"--port={url.port or 3306}", f"--user={url.username}", url.database or DATABASE]
-    env = dict(os.environ, MYSQL_PWD=url.password or "")
-    done = subprocess.run(argv, input=SCHEMA.read_text(), capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"loading schema.sql failed: {done.stderr.strip()}")
+def upgrade_schema(url: URL) -> None:
+    """Build or upgrade the schema of the database at url, before anything uses it."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
 
