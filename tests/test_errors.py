@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from app import create_app
+from app.domain_errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
 from app.settings import Settings
 from tests.sip import free_port
 
@@ -74,6 +75,23 @@ def test_the_unexpected_is_500_without_internals(settings, sessions):
     response = app.test_client().get("/explode")
     assert_error(response, 500, "internal_error")
     assert b"hunter2" not in response.data and b"Traceback" not in response.data
+
+
+@pytest.mark.parametrize("error, status", [
+    (Unauthenticated("invalid_key", "who?"), 401), (NotFound("not_found", "none"), 404),
+    (Conflict("name_taken", "taken"), 409), (Invalid("invalid_tag", "too long"), 422),
+    (RateLimited("rate_limited", "slow down", retry_after=1), 429),
+])
+def test_a_services_refusal_answers_with_its_status_and_code(settings, sessions, error, status):
+    app = create_app(settings, sessions)
+
+    def refuse():
+        raise error
+
+    app.add_url_rule("/refuse", view_func=refuse)
+    response = app.test_client().get("/refuse")
+    assert_error(response, status, error.code)
+    assert response.headers.get("Retry-After") == ("1" if status == 429 else None)
 
 
 def test_nothing_is_reserved_by_a_refused_ping(client, market, sessions):

@@ -30,7 +30,7 @@ class Cap(click.ParamType):
 
 
 class Rate(click.ParamType):
-    """Pings a second, as 'N/s' or 'N', or 'none' for no limit."""
+    """Pings a second, as 'N/s' or 'N', or 'none' for the default limit."""
 
     name = "N/s|none"
 
@@ -237,7 +237,8 @@ def key_options(command):
                      help="Confirm (charge caps) at ping time."),
         click.option("--duplicate-scope", type=click.Choice(["key", "campaign"]),
                      help="Where a repeat caller gets their live reservation back."),
-        click.option("--rate-limit", type=Rate(), help="Pings a second, e.g. 10/s; none for no limit."),
+        click.option("--rate-limit", type=Rate(),
+                     help="Pings a second, e.g. 10/s; none for RTB_DEFAULT_RATE_LIMIT."),
         click.option("--require-caller-number/--allow-no-caller-number", default=None,
                      help="Answer pings without caller_number with 422."),
     )(command)

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from app import admin, pings, reports, reservations
 from app.cli import Context, emit, json_option, main
-from app.errors import ApiError
+from app.domain_errors import NotFound
 from app.models import PostbackKey, Reservation
 
 STATUSES = ["reserved", "confirmed", "claimed", "completed", "no-target", "expired"]
@@ -59,7 +59,7 @@ def reservation_show(obj: Context, uuid: str, as_json: bool) -> None:
     with obj.session() as db:
         row = db.scalar(select(Reservation).where(Reservation.uuid == uuid.lower()))
         if row is None:
-            raise ApiError(404, "reservation_not_found", f"no reservation {uuid}")
+            raise NotFound("reservation_not_found", f"no reservation {uuid}")
         emit(reservation_json(row), as_json)
 
 
