@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from app.kamailio_rpc import KamailioRPC, RPCError
+from app.kamailio_rpc import KamailioRPC, RPCError, rpc_secret
 from app.settings import Settings
 from app.stack.mariadb import kamailio_database_url
 from app.stack.process import Service
@@ -34,7 +34,8 @@ def run_dir(settings: Settings) -> Path:
 
 
 def write_secrets(settings: Settings) -> Path:
-    """The database URL for kamailio.cfg's import_file, readable by us alone."""
+    """The database URL and the JSON-RPC secret for kamailio.cfg's import_file,
+    readable by us alone."""
     url = kamailio_database_url(settings)
     if '"' in url or "\n" in url:
         raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
@@ -42,7 +43,8 @@ def write_secrets(settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.chmod(0o600)
-    path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n')
+    path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n'
+                    f'#!define RPC_SECRET "{rpc_secret(settings.rpc_secret_file)}"\n')
     return path
 
 
@@ -67,7 +69,7 @@ class Kamailio:
 
     def __init__(self, settings: Settings, extra: tuple[str, ...] = ()):
         self.settings = settings
-        self.rpc = KamailioRPC(settings.rpc_url, timeout=1.0)
+        self.rpc = KamailioRPC.for_settings(settings, timeout=1.0)
         self.service = Service("kamailio", argv(settings, "-DD", "-E", *extra), run_dir(settings),
                                cwd=run_dir(settings))
 
