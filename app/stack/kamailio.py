@@ -25,6 +25,7 @@ def defines(settings: Settings) -> list[str]:
         "FLOOD_REQUESTS": str(settings.sip_flood_requests),
         "BAN_SECONDS": str(settings.sip_ban_seconds),
         "AUTH_FAILURES": str(settings.sip_auth_failures),
+        "IP_AUTH_TCP_ONLY": str(int(settings.sip_ip_auth_tcp_only)),
     }
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
 
