@@ -59,12 +59,13 @@ class KamailioRPC:
         return cls(settings.rpc_url, settings.rpc_secret_file, timeout)
 
     def call(self, method: str, *params: object) -> object:
-        self._secret = self._secret or rpc_secret(self.secret_file)
         body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params),
                            "id": next(_ids)}).encode()
-        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json",
-                                                          SECRET_HEADER: self._secret})
         try:
+            # A secret we cannot read or make is one more way of not reaching Kamailio.
+            self._secret = self._secret or rpc_secret(self.secret_file)
+            request = urllib.request.Request(self.url, body, {"Content-Type": "application/json",
+                                                              SECRET_HEADER: self._secret})
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     answer = json.load(response)
