@@ -112,6 +112,8 @@ CREATE TABLE IF NOT EXISTS reservations (
   CONSTRAINT reservations_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
   CONSTRAINT reservations_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
   INDEX reservations_live_idx (status, expires_at),
+  -- The pool numbers a key's live reservations hold (RTB_MAX_HELD_NUMBERS).
+  INDEX reservations_key_live_idx (key_id, status, expires_at),
   INDEX reservations_pstn_idx (inbound_number, caller_number, status),
   INDEX reservations_target_live_idx (target_id, status, expires_at),
   -- Covers the counts in target_usage: no row is read to count one.

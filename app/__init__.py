@@ -27,7 +27,8 @@ def create_app(settings: Settings | None = None,
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, RTB_SIP_DOMAIN=settings.sip_domain)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, RTB_SIP_DOMAIN=settings.sip_domain,
+                      RTB_PING_LIMITS=settings.ping_limits)
     app.json.sort_keys = False
     app.extensions["rtb.sessions"] = sessions or make_sessionmaker(settings)
     errors.register(app)

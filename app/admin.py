@@ -1,4 +1,9 @@
-"""What operators change: publishers, whitelists, credentials, campaigns, targets, keys."""
+"""What operators change: publishers, whitelists, credentials, campaigns, targets, keys.
+
+Functions flush but never commit: the caller owns the transaction (rtbctl's
+Context.apply commits once per command), and Kamailio hears of a change
+only after that commit.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import notifier, targeting
 from app.credentials import ha1, key_hash, new_postback_key
-from app.errors import ApiError
+from app.domain_errors import Conflict, Invalid, NotFound
 from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
                         Target)
 from app.phone import InvalidNumber, to_e164
@@ -29,23 +34,23 @@ MAX_TTL = 86400
 def _get(session: Session, model, ident: int):
     found = session.get(model, ident)
     if found is None:
-        raise ApiError(404, "not_found", f"no {model.__name__.lower()} with id {ident}")
+        raise NotFound("not_found", f"no {model.__name__.lower()} with id {ident}")
     return found
 
 
 def _insert(session: Session, row, code: str, taken: str):
-    """Add a row; a unique key it would break is a 409 with this code and message."""
+    """Add a row; a unique key it would break is a Conflict with this code and message."""
     session.add(row)
     try:
         session.flush()
     except IntegrityError:
-        raise ApiError(409, code, taken) from None
+        raise Conflict(code, taken) from None
     return row
 
 
 def _add_named(session: Session, model, name: str):
     if not name.strip() or len(name) > 128:
-        raise ApiError(422, "invalid_name", "a name has 1 to 128 characters")
+        raise Invalid("invalid_name", "a name has 1 to 128 characters")
     return _insert(session, model(name=name.strip()), "name_taken",
                    f"a {model.__name__.lower()} named {name!r} exists")
 
@@ -69,7 +74,7 @@ def set_fallback(session: Session, campaign: Campaign | int, sip_uri: str | None
 
 def _sip_uri(uri: str) -> str:
     if len(uri) > 255 or not SIP_URI.match(uri):
-        raise ApiError(422, "invalid_sip_uri", f"{uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
+        raise Invalid("invalid_sip_uri", f"{uri!r} is not a SIP URI like sip:buyer@192.0.2.10:5060")
     return uri
 
 
@@ -83,14 +88,14 @@ def _allow(session: Session, group: int, tag: str, cidr: str) -> Address:
     try:
         network = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
-        raise ApiError(422, "invalid_cidr", f"{cidr!r} is not an address or network") from None
+        raise Invalid("invalid_cidr", f"{cidr!r} is not an address or network") from None
     same = session.scalar(select(Address).where(
         Address.grp == group, Address.ip_addr == str(network.network_address),
         Address.mask == network.prefixlen))
     if same is not None and same.tag == tag:
         return same
     if same is not None:
-        raise ApiError(409, "address_taken", f"{network} is whitelisted for {same.tag} already")
+        raise Conflict("address_taken", f"{network} is whitelisted for {same.tag} already")
     row = Address(grp=group, ip_addr=str(network.network_address),
                   mask=network.prefixlen, port=0, tag=tag)
     session.add(row)
@@ -111,7 +116,7 @@ def add_number(session: Session, number: str, campaign_id: int | None = None) ->
     try:
         number = to_e164(number)
     except InvalidNumber as error:
-        raise ApiError(422, "invalid_number", str(error)) from None
+        raise Invalid("invalid_number", str(error)) from None
     return _insert(session, Number(number=number, campaign_id=campaign_id), "number_taken",
                    f"{number} is in the pool already")
 
@@ -121,22 +126,22 @@ def set_sip_user(session: Session, publisher_id: int, username: str, password: s
     """Create or re-key a digest user; only HA1 digests are stored, never the password."""
     _get(session, Publisher, publisher_id)
     if not SIP_USERNAME.match(username):
-        raise ApiError(422, "invalid_username", "a SIP username is 1-64 of A-Z a-z 0-9 . _ + -")
+        raise Invalid("invalid_username", "a SIP username is 1-64 of A-Z a-z 0-9 . _ + -")
     if not password:
-        raise ApiError(422, "invalid_password", "the password may not be empty")
+        raise Invalid("invalid_password", "the password may not be empty")
     row = session.scalar(select(Subscriber).where(Subscriber.username == username).with_for_update())
     if row is None:
         row = Subscriber(username=username, domain=domain, publisher_id=publisher_id)
         session.add(row)
     elif row.publisher_id != publisher_id:
-        raise ApiError(409, "username_taken", f"SIP user {username!r} belongs to another publisher")
+        raise Conflict("username_taken", f"SIP user {username!r} belongs to another publisher")
     row.password = ""
     row.ha1 = ha1(username, realm, password)
     row.ha1b = ha1(f"{username}@{domain}", realm, password)
     try:
         session.flush()
     except IntegrityError:
-        raise ApiError(409, "username_taken", f"SIP user {username!r} exists") from None
+        raise Conflict("username_taken", f"SIP user {username!r} exists") from None
     return row
 
 
@@ -148,10 +153,10 @@ def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
     """Validate target settings; '' clears hours, states and zips, None clears a cap."""
     unknown = set(rules) - set(TARGET_RULES)
     if unknown:
-        raise ApiError(422, "invalid_target", f"unknown settings: {', '.join(sorted(unknown))}")
+        raise Invalid("invalid_target", f"unknown settings: {', '.join(sorted(unknown))}")
     for name in ("priority", "weight", "concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap"):
         if rules.get(name) is not None and rules[name] < (1 if name == "weight" else 0):
-            raise ApiError(422, "invalid_target", f"{name} may not be below {1 if name == 'weight' else 0}")
+            raise Invalid("invalid_target", f"{name} may not be below {1 if name == 'weight' else 0}")
     for name in ("hours", "states", "zips"):
         if rules.get(name) == "":
             rules[name] = None
@@ -161,16 +166,16 @@ def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
         if "timezone" in rules:
             ZoneInfo(rules["timezone"])
     except (ValueError, ZoneInfoNotFoundError) as error:
-        raise ApiError(422, "invalid_target", str(error)) from None
+        raise Invalid("invalid_target", str(error)) from None
     if rules.get("states"):
         codes = [targeting.state_code(s) for s in targeting.split_list(rules["states"])]
         if None in codes:
-            raise ApiError(422, "invalid_target", f"unknown US state in {rules['states']!r}")
+            raise Invalid("invalid_target", f"unknown US state in {rules['states']!r}")
         rules["states"] = ",".join(codes)
     if rules.get("zips"):
         zips = targeting.split_list(rules["zips"])
         if not all(z.isdigit() and 1 <= len(z) <= 5 for z in zips):
-            raise ApiError(422, "invalid_target", "ZIP prefixes are 1 to 5 digits")
+            raise Invalid("invalid_target", "ZIP prefixes are 1 to 5 digits")
         rules["zips"] = ",".join(zips)
     return rules
 
@@ -198,7 +203,7 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
     if sip_uri is not None:
         row.sip_uri = _sip_uri(sip_uri)
     if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
-        raise ApiError(422, "invalid_target", "payout and minimum seconds may not be negative")
+        raise Invalid("invalid_target", "payout and minimum seconds may not be negative")
     row.payout = row.payout if payout is None else payout
     row.min_seconds = row.min_seconds if min_seconds is None else min_seconds
     for name, value in _check_rules(rules).items():
@@ -256,30 +261,30 @@ def find_key(session: Session, ref: str) -> PostbackKey:
     elif ref.isdigit():
         query = select(PostbackKey).where(PostbackKey.id == int(ref))
     else:
-        raise ApiError(404, "not_found", f"{ref!r} is no key id, 8-character prefix or key")
+        raise NotFound("not_found", f"{ref!r} is no key id, 8-character prefix or key")
     found = list(session.scalars(query))
     if len(found) != 1:
-        raise ApiError(404, "not_found", f"no single key with id or prefix {ref!r}")
+        raise NotFound("not_found", f"no single key with id or prefix {ref!r}")
     return found[0]
 
 
 def edit_key(session: Session, key: PostbackKey, **settings: Any) -> PostbackKey:
     unknown = set(settings) - set(KEY_SETTINGS)
     if unknown:
-        raise ApiError(422, "invalid_key_setting", f"unknown settings: {', '.join(sorted(unknown))}")
+        raise Invalid("invalid_key_setting", f"unknown settings: {', '.join(sorted(unknown))}")
     if "ttl" in settings:
         if not 1 <= settings["ttl"] <= MAX_TTL:
-            raise ApiError(422, "invalid_ttl", f"the TTL is 1 to {MAX_TTL} seconds")
+            raise Invalid("invalid_ttl", f"the TTL is 1 to {MAX_TTL} seconds")
         key.ttl_seconds = settings.pop("ttl")
     if settings.get("inbound_number"):
         try:
             settings["inbound_number"] = to_e164(settings["inbound_number"])
         except InvalidNumber as error:
-            raise ApiError(422, "invalid_inbound_number", str(error)) from None
+            raise Invalid("invalid_inbound_number", str(error)) from None
     if settings.get("duplicate_scope", "key") not in ("key", "campaign"):
-        raise ApiError(422, "invalid_key_setting", "the duplicate scope is key or campaign")
+        raise Invalid("invalid_key_setting", "the duplicate scope is key or campaign")
     if settings.get("rate_limit") is not None and settings["rate_limit"] < 1:
-        raise ApiError(422, "invalid_key_setting", "a rate limit is at least 1 ping a second")
+        raise Invalid("invalid_key_setting", "a rate limit is at least 1 ping a second")
     if "inbound_number" in settings:
         settings["inbound_number"] = settings["inbound_number"] or None
     for name, value in settings.items():

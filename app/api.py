@@ -97,7 +97,8 @@ def ping():
     db = session()
     key = reservations.authenticate(db, scalar(values, "key"))
     tags = {name: value for name, value in values.items() if name not in RESERVED_PARAMS}
-    outcome = pings.ping(db, key, scalar(values, "caller_number"), tags, started)
+    outcome = pings.ping(db, key, scalar(values, "caller_number"), tags, started,
+                         current_app.config["RTB_PING_LIMITS"])
     if isinstance(outcome, reservations.Rejection):
         return jsonify(rtb={"status": "rejected", "reason": outcome.reason})
     return jsonify(rtb(outcome.reservation, outcome.shielded))

@@ -37,7 +37,7 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_sessionmaker(settings: Settings, engine: Engine | None = None) -> sessionmaker[Session]:
-    rpc = KamailioRPC(settings.rpc_url)
+    rpc = KamailioRPC.for_settings(settings)
     factory = sessionmaker(engine or make_engine(settings), expire_on_commit=False,
                            info={notifier.RPC: rpc})
     notifier.listen(factory)

@@ -9,6 +9,8 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from app.db import database_unreachable
+from app.domain_errors import (Conflict, DomainError, Invalid, NotFound, RateLimited,
+                               Unauthenticated)
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,10 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
 
+
+# The status each kind of refusal from the services answers with.
+_DOMAIN_STATUS = {Unauthenticated: 401, NotFound: 404, Conflict: 409, Invalid: 422,
+                  RateLimited: 429}
 
 # The codes werkzeug's own errors answer with.
 _HTTP_CODES = {
@@ -40,6 +46,13 @@ def register(app: Flask) -> None:
     def api_error(error: ApiError):
         response = error_response(error.status, error.code, error.message)
         response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(DomainError)
+    def domain_error(error: DomainError):
+        response = error_response(_DOMAIN_STATUS[type(error)], error.code, error.message)
+        if isinstance(error, RateLimited):
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

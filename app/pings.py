@@ -1,4 +1,8 @@
-"""A ping from start to answer, and the ping log: what each ping answered and why."""
+"""A ping from start to answer, and the ping log: what each ping answered and why.
+
+ping() owns its transaction: it commits the reservation with the ping's log
+row, or rolls back and commits the log row alone.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,20 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app import reservations
-from app.errors import ApiError
+from app.domain_errors import DomainError, Invalid
 from app.models import Ping, PostbackKey
 from app.reservations import Rejection, Reserved
+from app.settings import PingLimits
 
 
 def ping(session: Session, key: PostbackKey, caller_number: str | None, tags: dict[str, Any],
-         started: float) -> Reserved | Rejection:
+         started: float, limits: PingLimits = PingLimits()) -> Reserved | Rejection:
     """Reserve (and, for auto-confirm keys, confirm), log the ping, commit."""
     try:
+        check_tags(tags, limits)
         caller = reservations.normalise_caller(caller_number, key)
-        outcome = reservations.reserve(session, key, caller, tags)
-    except ApiError as error:
+        outcome = reservations.reserve(session, key, caller, tags, limits)
+    except DomainError as error:
         session.rollback()
         record(session, key, error.code, started)
         session.commit()
@@ -32,6 +38,20 @@ def ping(session: Session, key: PostbackKey, caller_number: str | None, tags: di
     record(session, key, outcome, started)
     session.commit()
     return outcome
+
+
+def check_tags(tags: dict[str, Any], limits: PingLimits) -> None:
+    """A ping's tags: few, short-named, and each one short text, a number, true/false or null."""
+    if len(tags) > limits.tags:
+        raise Invalid("invalid_tag", f"a ping carries at most {limits.tags} tags")
+    for name, value in tags.items():
+        if len(name) > limits.tag_name_chars:
+            raise Invalid("invalid_tag", f"a tag name has at most {limits.tag_name_chars} characters")
+        if isinstance(value, dict | list):
+            raise Invalid("invalid_tag", f"tag {name!r} must be text, a number, true, false or null")
+        if len(str(value)) > limits.tag_value_chars:
+            raise Invalid("invalid_tag",
+                          f"tag {name!r} has more than {limits.tag_value_chars} characters")
 
 
 def record(session: Session, key: PostbackKey, outcome: Reserved | Rejection | str,

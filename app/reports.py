@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from app.errors import ApiError
+from app.domain_errors import NotFound
 from app.models import Call, Ping, PostbackKey, Reservation
 from app.reservations import DIALABLE, utcnow
 
@@ -19,7 +19,7 @@ def reservation(session: Session, uuid: str) -> Reservation:
     """A reservation by its uuid, whichever key made it."""
     found = session.scalar(select(Reservation).where(Reservation.uuid == uuid.lower()))
     if found is None:
-        raise ApiError(404, "reservation_not_found", f"no reservation {uuid}")
+        raise NotFound("reservation_not_found", f"no reservation {uuid}")
     return found
 
 

@@ -1,4 +1,9 @@
-"""Pings become reservations; confirming and reading them. Functions take a Session."""
+"""Pings become reservations; confirming and reading them. Functions take a Session.
+
+reserve() flushes but never commits: pings.ping() owns the ping's
+transaction. confirm() commits the caller's session first and then lets
+rtb_confirm() commit on a connection of its own.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from app import notifier, targeting
 from app.credentials import key_hash
-from app.errors import ApiError
+from app.domain_errors import Invalid, NotFound, RateLimited, Unauthenticated
 from app.models import (CallerReservation, KeyRateWindow, Number, PostbackKey, Reservation,
                         Target, target_usage)
 from app.phone import InvalidNumber, to_e164
+from app.settings import PingLimits
 
 # kamailio.cfg's RTB_LOOKUP holds a copy; tests/test_shared_rules.py pins the two.
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -60,32 +66,34 @@ def utcnow() -> datetime:
 
 def authenticate(session: Session, key: str | None) -> PostbackKey:
     if not key:
-        raise ApiError(401, "missing_key", "Send your postback key as `key`.")
+        raise Unauthenticated("missing_key", "Send your postback key as `key`.")
     found = session.scalar(select(PostbackKey).where(PostbackKey.key_hash == key_hash(key)))
     if found is None:
-        raise ApiError(401, "invalid_key", "That postback key is not known.")
+        raise Unauthenticated("invalid_key", "That postback key is not known.")
     return found
 
 
 def normalise_caller(raw: str | None, key: PostbackKey) -> str | None:
     if raw is None or raw == "":
         if key.require_caller_number:
-            raise ApiError(422, "missing_caller_number", "This key requires `caller_number`.")
+            raise Invalid("missing_caller_number", "This key requires `caller_number`.")
         return None
     try:
         return to_e164(raw)
     except InvalidNumber as error:
-        raise ApiError(422, "invalid_caller_number", str(error)) from None
+        raise Invalid("invalid_caller_number", str(error)) from None
 
 
-def check_rate(session: Session, key: PostbackKey) -> None:
-    """Count this ping in the key's current second; the row lock keeps the count exact."""
-    if key.rate_limit is None:
-        return
+def check_rate(session: Session, key: PostbackKey, default_limit: int) -> None:
+    """Count this ping in the key's current second; the row lock keeps the count exact.
+
+    A key without a limit of its own has the default one.
+    """
+    limit = key.rate_limit or default_limit
     session.execute(_UPSERT_WINDOW, {"key": key.id, "window": int(time.time())})
-    if session.get(KeyRateWindow, key.id, populate_existing=True).pings > key.rate_limit:
-        raise ApiError(429, "rate_limited", f"This key may ping {key.rate_limit} times a second.",
-                       {"Retry-After": "1"})
+    if session.get(KeyRateWindow, key.id, populate_existing=True).pings > limit:
+        raise RateLimited("rate_limited", f"This key may ping {limit} times a second.",
+                          retry_after=1)
 
 
 def _shield(session: Session, key: PostbackKey, caller: str) -> CallerReservation:
@@ -127,19 +135,22 @@ def _candidates(ranked: list[Row]) -> str:
 
 
 def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags: dict[str, Any],
-            rng: random.Random | None = None) -> Reserved | Rejection:
+            limits: PingLimits = PingLimits(), rng: random.Random | None = None
+            ) -> Reserved | Rejection:
     """Reserve the best eligible target for this caller, or say why none.
 
     A caller with a live reservation in the key's duplicate scope gets that
-    one back; Kamailio hears of a new reservation after commit.
+    one back, from the same publisher only: another publisher is told
+    `duplicate` and nothing of it. Kamailio hears of a new reservation after commit.
     """
-    check_rate(session, key)
+    check_rate(session, key, limits.rate_limit)
     shield = _shield(session, key, caller_number) if caller_number else None
     if shield is not None and shield.reservation_id is not None:
         earlier = session.get(Reservation, shield.reservation_id)
-        if earlier.status in DIALABLE and earlier.expires_at > utcnow():
+        live = earlier.status in DIALABLE and earlier.expires_at > utcnow()
+        if live and earlier.publisher_id == key.publisher_id:
             return Reserved(earlier, shielded=True)
-        if earlier.status == "claimed":
+        if live or earlier.status == "claimed":
             return Rejection("duplicate")
     targets, usage = _eligible(session, key.campaign_id)
     caller = targeting.caller_of(caller_number, tags)
@@ -162,7 +173,8 @@ def reserve(session: Session, key: PostbackKey, caller_number: str | None, tags:
     if shield is not None:
         shield.reservation_id = reservation.id
     # Set only when a pool number is found: assigning None would cost an UPDATE.
-    number = None if key.inbound_number else _pool_number(session, key, reservation)
+    number = None if key.inbound_number else _pool_number(session, key, reservation,
+                                                         limits.held_numbers)
     if number:
         reservation.inbound_number = number
     notifier.queue(session, "htable.setxs", "rsv", reservation.uuid, htable_value(reservation),
@@ -175,8 +187,10 @@ def _live(session: Session, reservation_id: int | None) -> bool:
     return earlier is not None and earlier.status in ON_A_NUMBER and earlier.expires_at > utcnow()
 
 
-def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -> str | None:
-    """A pool number a carrier's call can be matched by, or None when none is free.
+def _pool_number(session: Session, key: PostbackKey, reservation: Reservation,
+                 most: int) -> str | None:
+    """A pool number a carrier's call can be matched by, or None when none is free
+    or the key's live reservations hold `most` already.
 
     With a caller number: a number not held, that no other live reservation
     shares with this caller (a call is matched by number plus caller ID);
@@ -191,6 +205,8 @@ def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -
         select(Number.number)
         .where(or_(Number.campaign_id == key.campaign_id, Number.campaign_id.is_(None)))
         .order_by(Number.campaign_id.is_(None), Number.number)).all()
+    if not pool or _holding(session, key, now) >= most:
+        return None
     for number in pool:
         row = session.scalars(
             select(Number).where(Number.number == number)
@@ -211,6 +227,16 @@ def _pool_number(session: Session, key: PostbackKey, reservation: Reservation) -
             row.held_by, row.held_until = reservation.id, reservation.expires_at
             return number
     return None
+
+
+def _holding(session: Session, key: PostbackKey, now: datetime) -> int:
+    """How many pool numbers the key's live reservations hold. Racing pings
+    of one key count in turn: check_rate() locked the key's rate window row
+    until commit (locking the key's own row here could deadlock with the
+    foreign key check of that row's first insert)."""
+    return session.scalar(select(func.count()).where(
+        Reservation.key_id == key.id, Reservation.inbound_number.is_not(None), Reservation.status.in_(ON_A_NUMBER),
+        Reservation.expires_at > now))
 
 
 def htable_value(reservation: Reservation) -> str:
@@ -245,7 +271,7 @@ def find(session: Session, key: PostbackKey, uuid: str) -> Reservation:
         found = session.scalar(
             select(Reservation).where(Reservation.uuid == uuid, Reservation.key_id == key.id))
     if found is None:
-        raise ApiError(404, "reservation_not_found", "No reservation with that uuid for this key.")
+        raise NotFound("reservation_not_found", "No reservation with that uuid for this key.")
     return found
 
 

@@ -28,6 +28,13 @@ def _count(env: dict[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "0")
+    if raw not in ("0", "1"):
+        raise SettingsError(f"{name} must be 0 or 1, not {raw!r}")
+    return raw == "1"
+
+
 def _address(env: dict[str, str], name: str, default: str) -> str:
     raw = env.get(name, default)
     try:
@@ -35,6 +42,29 @@ def _address(env: dict[str, str], name: str, default: str) -> str:
     except ValueError:
         raise SettingsError(f"{name} must be an IP address, not {raw!r}") from None
     return raw
+
+
+@dataclass(frozen=True)
+class PingLimits:
+    """What one ping and one key may use; the defaults are RTB_*'s defaults."""
+
+    tags: int = 50
+    tag_name_chars: int = 64
+    tag_value_chars: int = 256
+    # Pings a second for a key without a rate limit of its own.
+    rate_limit: int = 100
+    # Pool numbers the live reservations of one key may hold at once.
+    held_numbers: int = 10
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> PingLimits:
+        return cls(
+            tags=_count(env, "RTB_MAX_TAGS", cls.tags),
+            tag_name_chars=_count(env, "RTB_MAX_TAG_NAME", cls.tag_name_chars),
+            tag_value_chars=_count(env, "RTB_MAX_TAG_VALUE", cls.tag_value_chars),
+            rate_limit=_count(env, "RTB_DEFAULT_RATE_LIMIT", cls.rate_limit),
+            held_numbers=_count(env, "RTB_MAX_HELD_NUMBERS", cls.held_numbers),
+        )
 
 
 @dataclass(frozen=True)
@@ -56,6 +86,8 @@ class Settings:
     sip_flood_requests: int
     sip_ban_seconds: int
     sip_auth_failures: int
+    sip_ip_auth_tcp_only: bool
+    ping_limits: PingLimits
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +114,8 @@ class Settings:
             sip_flood_requests=_count(env, "RTB_SIP_FLOOD_REQUESTS", 300),
             sip_ban_seconds=_count(env, "RTB_SIP_BAN_SECONDS", 300),
             sip_auth_failures=_count(env, "RTB_SIP_AUTH_FAILURES", 5),
+            sip_ip_auth_tcp_only=_flag(env, "RTB_SIP_IP_AUTH_TCP_ONLY"),
+            ping_limits=PingLimits.from_env(env),
         )
 
     @property
@@ -91,3 +125,8 @@ class Settings:
     @property
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}/RPC"
+
+    @property
+    def rpc_secret_file(self) -> Path:
+        """The secret Kamailio's JSON-RPC asks of every request, made once, mode 0600."""
+        return self.var_dir / "rpc-secret"

@@ -83,7 +83,7 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def rpc(settings, kamailio) -> KamailioRPC:
-    return KamailioRPC(settings.rpc_url, timeout=2)
+    return KamailioRPC.for_settings(settings, timeout=2)
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,12 @@ from app import cli
 SCRIPT = str(Path(sys.executable).with_name("rtbctl"))
 
 
-def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess:
-    """rtbctl with these settings (RTB_* variables); the answer as subprocess gives it."""
+def run(env: Mapping[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """rtbctl with these settings (RTB_* variables), stdin typed at it; the answer as
+    subprocess gives it."""
     argv, sys.argv = sys.argv, ["rtbctl", *args]
     try:
-        with CliRunner().isolation(env=dict(env)) as (out, err, _):
+        with CliRunner().isolation(input=stdin, env=dict(env)) as (out, err, _):
             try:
                 cli.run()
                 code = 0
@@ -34,9 +35,9 @@ def run(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess:
         sys.argv = argv
 
 
-def run_json(env: Mapping[str, str], *args: str) -> dict:
+def run_json(env: Mapping[str, str], *args: str, stdin: str | None = None) -> dict:
     """rtbctl ... --json, which must succeed; its JSON answer."""
-    done = run(env, *args, "--json")
+    done = run(env, *args, "--json", stdin=stdin)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

@@ -19,8 +19,8 @@ from tests.rtbctl import script
 def rtbctl(env, kamailio):
     """rtbctl in this process on the test stack; ok=True asserts it succeeded."""
 
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        done = rtbctl_run(env, *args)
+    def run(*args: str, ok: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        done = rtbctl_run(env, *args, stdin=stdin)
         if ok:
             assert done.returncode == 0, done.stderr
         return done
@@ -47,7 +47,8 @@ def test_the_documented_forms_print_json(rtbctl, client, sessions, settings):
     pid = str(publisher["id"])
     allowed = as_json(rtbctl("publisher", "allow-ip", pid, "127.0.9.0/24", "--json"))
     assert (allowed["ip_addr"], allowed["mask"]) == ("127.0.9.0", 24)
-    user = as_json(rtbctl("publisher", "sip-user", pid, "cli-user", "pa55word", "--json"))
+    user = as_json(rtbctl("publisher", "sip-user", pid, "cli-user", "--password-stdin", "--json",
+                          stdin="pa55word\n"))
     assert user["username"] == "cli-user"
     campaign = as_json(rtbctl("campaign", "add", "cli-campaign", "--json"))
     target = as_json(rtbctl("target", "add", str(campaign["id"]), "--sip-uri",
@@ -105,9 +106,27 @@ def test_a_target_uri_that_is_not_sip_is_refused(rtbctl, uri):
 def test_a_sip_user_of_another_publisher_cannot_be_taken_over(rtbctl):
     first = as_json(rtbctl("publisher", "add", "owner-a", "--json"))["id"]
     second = as_json(rtbctl("publisher", "add", "owner-b", "--json"))["id"]
-    rtbctl("publisher", "sip-user", str(first), "shared-name", "pw")
-    done = rtbctl("publisher", "sip-user", str(second), "shared-name", "pw", ok=False)
+    rtbctl("publisher", "sip-user", str(first), "shared-name", "--password-stdin", stdin="pw\n")
+    done = rtbctl("publisher", "sip-user", str(second), "shared-name", "--password-stdin",
+                  stdin="pw\n", ok=False)
     assert done.returncode == 1 and "belongs to another publisher" in done.stderr
+
+
+def test_a_sip_password_is_asked_for_twice_and_never_taken_from_the_arguments(
+        rtbctl, sessions, settings):
+    publisher = as_json(rtbctl("publisher", "add", "prompted", "--json"))["id"]
+    as_argument = rtbctl("publisher", "sip-user", str(publisher), "prompted-user", "in-argv",
+                         ok=False)
+    assert as_argument.returncode == 2 and "unexpected extra argument" in as_argument.stderr
+    prompted = rtbctl("publisher", "sip-user", str(publisher), "prompted-user", "--json",
+                      stdin="typed-pw\ntyped-pw\n")
+    assert "typed-pw" not in prompted.stdout
+    with sessions() as db:
+        row = db.scalar(select(Subscriber).where(Subscriber.username == "prompted-user"))
+    assert row.ha1 == ha1("prompted-user", settings.sip_realm, "typed-pw")
+    mismatch = rtbctl("publisher", "sip-user", str(publisher), "prompted-user",
+                      stdin="one\nother\n", ok=False)
+    assert mismatch.returncode != 0
 
 
 def test_a_second_publisher_with_the_same_name_is_refused(rtbctl):

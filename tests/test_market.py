@@ -4,13 +4,15 @@ confirming, Ping Shield, rate limits and the ping log."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, func, select, text, update
 
-from app import pings
+from app import admin, create_app, pings
 from app.models import Reservation
+from app.settings import PingLimits
 from app.targeting import DAYS
 from tests.market import expire
 from tests.polling import eventually
@@ -167,11 +169,24 @@ def test_racing_pings_for_one_caller_make_one_reservation(app, market, sessions)
 
 def test_the_duplicate_scope_is_the_key_or_the_campaign(client, market):
     first = market(duplicate_scope="campaign")
-    same_campaign = market(campaign_id=first.campaign_id, duplicate_scope="campaign")
+    same_campaign = market(campaign_id=first.campaign_id, publisher_id=first.publisher_id,
+                           duplicate_scope="campaign")
     uuid = ping(client, first.key, caller_number="2025550142")["uuid"]
     assert ping(client, same_campaign.key, caller_number="2025550142")["uuid"] == uuid
     per_key = market(campaign_id=first.campaign_id)
     assert ping(client, per_key.key, caller_number="2025550142")["uuid"] != uuid
+
+
+def test_a_campaign_duplicate_from_another_publisher_is_rejected_and_learns_nothing(
+        client, market, sessions):
+    first = market(duplicate_scope="campaign")
+    other = market(campaign_id=first.campaign_id, duplicate_scope="campaign")
+    ping(client, first.key, caller_number="2025550146")
+    assert ping(client, other.key, caller_number="2025550146") == {
+        "status": "rejected", "reason": "duplicate"}
+    with sessions() as db:
+        assert db.scalar(select(func.count()).where(Reservation.key_id == other.key_id)) == 0
+    assert ping(client, first.key, caller_number="2025550146")["retreaver_ping_shield"] is True
 
 
 def test_an_expired_reservation_does_not_shield_a_new_ping(client, market, sessions):
@@ -199,6 +214,32 @@ def test_over_the_rate_limit_a_ping_gets_429_with_retry_after(client, market):
     assert len(limited) >= 3
     assert limited[0].headers["Retry-After"] == "1"
     assert limited[0].get_json()["error"]["code"] == "rate_limited"
+
+
+def test_a_key_without_a_rate_limit_of_its_own_has_the_default_one(settings, sessions, market):
+    limited_app = create_app(replace(settings, ping_limits=PingLimits(rate_limit=1)), sessions)
+    client = limited_app.test_client()
+    default, own = market(), market(rate_limit=50)
+    answers = [client.post("/rtbs.json", query_string={"key": m.key}).status_code
+               for m in (default, own) for _ in range(5)]
+    # Five pings straddle at most one second boundary: at most two get through.
+    assert answers[:5].count(429) >= 3
+    assert answers[5:] == [200] * 5
+
+
+def test_a_key_holds_at_most_the_limit_of_pool_numbers_and_then_gets_none(
+        settings, sessions, market):
+    limited_app = create_app(replace(settings, ping_limits=PingLimits(held_numbers=2)), sessions)
+    m = market()
+    with sessions() as db:
+        numbers = {admin.add_number(db, f"+1800556{n:04d}", m.campaign_id).number
+                   for n in range(4)}
+        db.commit()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: ping(limited_app.test_client(), m.key), range(8)))
+    held = [rtb["inbound_number"] for rtb in got if rtb["inbound_number"]]
+    assert len(held) == 2 and set(held) <= numbers
+    assert all(rtb["status"] == "reserved" and rtb["sip_address"] for rtb in got)
 
 
 def test_a_key_may_require_a_caller_number(client, market):

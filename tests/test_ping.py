@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+import pytest
+from sqlalchemy import func, select, text
 
 from app.credentials import key_hash
 from app.models import Reservation, Target
@@ -122,3 +123,31 @@ def test_the_postback_key_is_stored_only_as_its_hash(client, market, sessions):
         stored += str(db.execute(text("SELECT tags FROM reservations")).all())
     assert m.key not in stored
     assert key_hash(m.key) in stored
+
+
+def test_fifty_tags_of_the_longest_names_and_values_are_kept(client, market, sessions):
+    m = market()
+    tags = {f"{n:02d}" + "n" * 62: "v" * 256 for n in range(49)}
+    response = client.post("/rtbs.json", json={"key": m.key, "flag": True, **tags})
+    assert response.status_code == 200, response.get_json()
+    with sessions() as db:
+        kept = db.scalar(select(Reservation.tags).where(
+            Reservation.uuid == response.get_json()["rtb"]["uuid"]))
+    assert kept == {"flag": True, **tags}
+
+
+@pytest.mark.parametrize("tags", [
+    {f"t{n}": "x" for n in range(51)},
+    {"n" * 65: "x"},
+    {"long": "v" * 257},
+    {"nested": {"a": 1}},
+    {"listed": ["a", "b"]},
+], ids=["51 tags", "65-char name", "257-char value", "object value", "list value"])
+def test_tags_beyond_the_limits_are_422_invalid_tag_and_reserve_nothing(client, market, sessions,
+                                                                        tags):
+    m = market()
+    response = client.post("/rtbs.json", json={"key": m.key, **tags})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "invalid_tag"
+    with sessions() as db:
+        assert db.scalar(select(func.count()).where(Reservation.key_id == m.key_id)) == 0

@@ -4,8 +4,10 @@ database user confined to what it needs, no secret stored in the clear."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
+import stat
 import uuid as uuidlib
 from pathlib import Path
 
@@ -14,27 +16,49 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from app.kamailio_rpc import SECRET_HEADER, rpc_secret
+from app.stack.kamailio import SECRETS, run_dir
 from tests.rtbctl import run_json
 
 APP_TABLES = ["publishers", "postback_keys", "subscriber", "address", "targets", "campaigns",
               "carriers", "numbers", "reservations", "calls", "pings"]
 
 
-def rpc_status(settings, source_ip: str, port: int | None = None) -> int:
+def rpc_status(settings, source_ip: str, port: int | None = None, secret: str | None = None,
+               method: str = "core.version", params: tuple = ()) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port or settings.rpc_port, timeout=5,
                                             source_address=(source_ip, 0))
+    headers = {} if secret is None else {SECRET_HEADER: secret}
     try:
-        connection.request("POST", "/RPC", body=b'{"jsonrpc":"2.0","method":"core.version","id":1}')
+        connection.request("POST", "/RPC", headers=headers, body=json.dumps(
+            {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}).encode())
         return connection.getresponse().status
     finally:
         connection.close()
 
 
 def test_json_rpc_answers_only_from_127_0_0_1_and_only_on_its_port(settings, kamailio):
-    assert rpc_status(settings, "127.0.0.1") == 200
-    assert rpc_status(settings, "127.0.0.7") == 403
+    secret = rpc_secret(settings.rpc_secret_file)
+    assert rpc_status(settings, "127.0.0.1", secret=secret) == 200
+    assert rpc_status(settings, "127.0.0.7", secret=secret) == 403
     # HTTP to the SIP port is no way in either.
-    assert rpc_status(settings, "127.0.0.1", port=settings.sip_port) == 403
+    assert rpc_status(settings, "127.0.0.1", port=settings.sip_port, secret=secret) == 403
+
+
+@pytest.mark.parametrize("secret", [None, "", "0" * 64], ids=["none", "empty", "wrong"])
+def test_json_rpc_from_loopback_without_the_secret_is_403(settings, kamailio, secret):
+    assert rpc_status(settings, "127.0.0.1", secret=secret, method="htable.dump",
+                      params=("rsv",)) == 403
+    assert rpc_status(settings, "127.0.0.1", secret=rpc_secret(settings.rpc_secret_file),
+                      method="htable.dump", params=("rsv",)) == 200
+
+
+def test_the_json_rpc_secret_is_made_once_and_readable_by_its_owner_alone(settings, kamailio):
+    secret = rpc_secret(settings.rpc_secret_file)
+    assert len(secret) == 64 and rpc_secret(settings.rpc_secret_file) == secret
+    for path in (settings.rpc_secret_file, run_dir(settings) / SECRETS):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert secret in (run_dir(settings) / SECRETS).read_text()
 
 
 def listening_addresses(pid: int) -> set[str]:
@@ -87,15 +111,16 @@ def test_kamailios_database_user_may_not_touch_what_it_does_not_need(database, s
 
 
 def test_keys_and_sip_passwords_are_nowhere_in_the_database_in_the_clear(env, kamailio, sessions):
-    def rtbctl(*args: str) -> dict:
-        return run_json(env, *args)
+    def rtbctl(*args: str, stdin: str | None = None) -> dict:
+        return run_json(env, *args, stdin=stdin)
 
     suffix = uuidlib.uuid4().hex[:8]
     publisher = str(rtbctl("publisher", "add", f"secret-{suffix}")["id"])
     campaign = str(rtbctl("campaign", "add", f"secret-{suffix}")["id"])
     key = rtbctl("key", "add", campaign, publisher)["key"]
     password = f"pw-{uuidlib.uuid4().hex}"
-    rtbctl("publisher", "sip-user", publisher, f"user-{suffix}", password)
+    rtbctl("publisher", "sip-user", publisher, f"user-{suffix}", "--password-stdin",
+           stdin=f"{password}\n")
     with sessions() as db:
         columns = db.execute(text(
             "SELECT table_name, column_name FROM information_schema.columns"

@@ -4,19 +4,22 @@ password guessing get their source banned, and nobody else."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid as uuidlib
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
 
 from app.kamailio_rpc import RPCError
+from app.stack.kamailio import Kamailio
 from tests.conftest import SIP_DOMAIN
 from tests.market import next_loopback
 from tests.raw_sip import digest_invite, flood, keepalive, request, send
-from tests.sip import dial
+from tests.sip import dial, free_port, free_sip_port
 from tests.test_pstn import pstn as carrier  # noqa: F401 (a fixture)
 from tests.test_sip_edge import add_sip_user, reserve
 
@@ -242,3 +245,55 @@ def test_a_source_guessing_passwords_is_banned_even_with_the_right_one(
     call = dial(workdir, edge, uuid, source_ip=guesser, user=user, password="right")
     assert call.returncode == 0, call.log
     assert b.wait() == 0
+
+
+@pytest.fixture
+def tcp_only_edge(settings, database, tmp_path):
+    """Start, once the whitelists are made, a second Kamailio on the same
+    database with RTB_SIP_IP_AUTH_TCP_ONLY=1; stopped after the test."""
+    started = []
+
+    def start() -> Kamailio:
+        kamailio_url = database.url("kamailio").render_as_string(hide_password=False)
+        tcp_only = replace(settings, var_dir=tmp_path / "tcp-only", sip_port=free_sip_port(),
+                           rpc_port=free_port(kind=socket.SOCK_STREAM),
+                           kamailio_database_url_override=kamailio_url, sip_ip_auth_tcp_only=True)
+        started.append(Kamailio(tcp_only))
+        started[-1].start()
+        return started[-1]
+
+    yield start
+    for part in started:
+        part.stop()
+
+
+def test_with_ip_auth_tcp_only_whitelisted_sources_get_in_over_tcp_alone(
+        client, market, buyers, carrier, tcp_only_edge, workdir):  # noqa: F811
+    b = buyers(calls=2)
+    m = market(b.uri)
+    carrier_ip, number = carrier(m.campaign_id)
+    part = tcp_only_edge()
+    edge = (part.settings.sip_addr, part.settings.sip_port)
+    # Over UDP the address proves nothing: the publisher is asked for digest.
+    over_udp = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, refused_with=407)
+    assert over_udp.returncode == 0, over_udp.log
+    over_tcp = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, transport="t1")
+    assert over_tcp.returncode == 0, over_tcp.log
+    reserve(client, m.key, caller_number="2025550198")
+    carrier_udp = dial(workdir, edge, number, source_ip=carrier_ip,
+                       caller_id=("from", "2025550198"), refused_with=407)
+    assert carrier_udp.returncode == 0, carrier_udp.log
+    carrier_tcp = dial(workdir, edge, number, source_ip=carrier_ip,
+                       caller_id=("from", "2025550198"), transport="t1")
+    assert carrier_tcp.returncode == 0, carrier_tcp.log
+    assert b.wait() == 0
+
+
+def test_with_ip_auth_tcp_only_a_whitelisted_source_bursting_over_udp_is_banned(
+        market, tcp_only_edge):
+    m = market()
+    part = tcp_only_edge()
+    edge = (part.settings.sip_addr, part.settings.sip_port)
+    burst(edge, m.ip)
+    assert is_banned(part.rpc, m.ip)
+    assert keepalive(edge, m.ip, timeout=2) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import urllib.error
@@ -75,6 +76,16 @@ def test_the_access_log_has_the_path_but_never_the_postback_key(second):
     # gunicorn writes the line just after the answer has gone out.
     assert eventually(lambda: '"POST /rtbs.json HTTP/1.1" 200' in log.read_text(), 10)
     assert key not in log.read_text()
+
+
+def test_every_log_in_the_state_folder_is_for_its_owner_alone(second):
+    env, _, rtbctl = second
+    rtbctl("publisher", "add", "log-mode-publisher")
+    logs = list(Path(env["RTB_VAR_DIR"]).rglob("*.log"))
+    assert {log.name for log in logs} >= {"mariadb.log", "kamailio.log", "gunicorn.log",
+                                          "access.log"}, logs
+    for log in logs:
+        assert stat.S_IMODE(log.stat().st_mode) & 0o037 == 0, (log, oct(log.stat().st_mode))
 
 
 def test_gunicorn_refuses_a_body_over_64_kib_with_json(second):

@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from app.db import database_unreachable, make_sessionmaker
-from app.errors import ApiError
+from app.domain_errors import DomainError
 from app.settings import Settings, SettingsError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -64,7 +64,7 @@ def run() -> None:
     """Console entry point: operator mistakes print one line, not a traceback."""
     try:
         main(standalone_mode=False)
-    except ApiError as error:
+    except DomainError as error:
         click.echo(f"error: {error.message}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:

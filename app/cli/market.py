@@ -28,7 +28,7 @@ class Cap(click.ParamType):
 
 
 class Rate(click.ParamType):
-    """Pings a second, as 'N/s' or 'N', or 'none' for no limit."""
+    """Pings a second, as 'N/s' or 'N', or 'none' for the default limit."""
 
     name = "N/s|none"
 
@@ -127,12 +127,21 @@ def publisher_allow_ip(obj: Context, publisher_id: int, cidr: str, as_json: bool
 @publisher.command("sip-user")
 @click.argument("publisher_id", type=int)
 @click.argument("username")
-@click.argument("password")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input.")
 @json_option
 @click.pass_obj
-def publisher_sip_user(obj: Context, publisher_id: int, username: str, password: str,
+def publisher_sip_user(obj: Context, publisher_id: int, username: str, password_stdin: bool,
                        as_json: bool) -> None:
-    """Create or re-key a digest user for PUBLISHER_ID; only its HA1 is stored."""
+    """Create or re-key a digest user for PUBLISHER_ID; only its HA1 is stored.
+
+    The password is asked for (hidden, twice) or read from standard input,
+    never taken as an argument, where `ps` and shell history would see it.
+    """
+    if password_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = obj.settings
     row = obj.apply(admin.set_sip_user, publisher_id, username, password,
                     realm=settings.sip_realm, domain=settings.sip_domain)
@@ -227,7 +236,8 @@ def key_options(command):
                      help="Confirm (charge caps) at ping time."),
         click.option("--duplicate-scope", type=click.Choice(["key", "campaign"]),
                      help="Where a repeat caller gets their live reservation back."),
-        click.option("--rate-limit", type=Rate(), help="Pings a second, e.g. 10/s; none for no limit."),
+        click.option("--rate-limit", type=Rate(),
+                     help="Pings a second, e.g. 10/s; none for RTB_DEFAULT_RATE_LIMIT."),
         click.option("--require-caller-number/--allow-no-caller-number", default=None,
                      help="Answer pings without caller_number with 422."),
     )(command)

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from app.database_urls import kamailio_database_url
-from app.kamailio_rpc import KamailioRPC, RPCError
+from app.kamailio_rpc import KamailioRPC, RPCError, rpc_secret
 from app.settings import Settings
 from app.stack.process import Service
 
@@ -25,6 +25,7 @@ def defines(settings: Settings) -> list[str]:
         "FLOOD_REQUESTS": str(settings.sip_flood_requests),
         "BAN_SECONDS": str(settings.sip_ban_seconds),
         "AUTH_FAILURES": str(settings.sip_auth_failures),
+        "IP_AUTH_TCP_ONLY": str(int(settings.sip_ip_auth_tcp_only)),
     }
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
 
@@ -34,7 +35,8 @@ def run_dir(settings: Settings) -> Path:
 
 
 def write_secrets(settings: Settings) -> Path:
-    """The database URL for kamailio.cfg's import_file, readable by us alone."""
+    """The database URL and the JSON-RPC secret for kamailio.cfg's import_file,
+    readable by us alone."""
     url = kamailio_database_url(settings)
     if '"' in url or "\n" in url:
         raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
@@ -42,7 +44,8 @@ def write_secrets(settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.chmod(0o600)
-    path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n')
+    path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n'
+                    f'#!define RPC_SECRET "{rpc_secret(settings.rpc_secret_file)}"\n')
     return path
 
 
@@ -67,7 +70,7 @@ class Kamailio:
 
     def __init__(self, settings: Settings, extra: tuple[str, ...] = ()):
         self.settings = settings
-        self.rpc = KamailioRPC(settings.rpc_url, timeout=1.0)
+        self.rpc = KamailioRPC.for_settings(settings, timeout=1.0)
         self.service = Service("kamailio", argv(settings, "-DD", "-E", *extra), run_dir(settings),
                                cwd=run_dir(settings))
 

@@ -34,7 +34,9 @@ class PrivateMariaDB:
             "--skip-name-resolve", "--max-connections=400",
             "--innodb-buffer-pool-size=256M", f"--log-error={self.dir / 'error.log'}",
             *root_flag,
-        ], self.dir)
+        # mariadbd sets its own umask (0660) from UMASK: keep its files, the
+        # error log among them, to their owner.
+        ], self.dir, env={**os.environ, "UMASK": "0600", "UMASK_DIR": "0700"})
 
     def start(self) -> None:
         self._install()

@@ -1,4 +1,8 @@
-"""A long-running child process with a pid file and a log, stoppable later."""
+"""A long-running child process with a pid file and a log, stoppable later.
+
+Logs carry caller numbers: the service's own log is created mode 0600, and
+the child runs with umask 077, so the logs it opens itself are 0600 too.
+"""
 
 from __future__ import annotations
 
@@ -62,10 +66,13 @@ class Service:
         if self.alive():
             raise StartError(f"{self.name} already runs (pid {self.pid()}); stop it first")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.touch(mode=0o600)
+        # A log made by an earlier version may be world-readable.
+        self.log_file.chmod(0o600)
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                env=self.env, cwd=self.cwd, start_new_session=True, umask=0o077,
             )
         self.pid_file.write_text(str(self.proc.pid))
         if not wait_for(lambda: not self.alive() or ready(), timeout) or not self.alive():

@@ -49,7 +49,7 @@ def run(stack: BenchStack, args, progress: Progress) -> dict:
     kamailio_url = stack.database.url("kamailio")
     market = data.load_market(make_sessionmaker(settings, engine), stack.buyer.uri)
     # The app tells only its own Kamailio of new addresses; the fixed-route one reads them now.
-    KamailioRPC(stack.fixed.settings.rpc_url, timeout=10).call("permissions.addressReload")
+    KamailioRPC.for_settings(stack.fixed.settings, timeout=10).call("permissions.addressReload")
     progress(f"market loaded: {len(market.keys)} keys ({market.auto_confirm} auto-confirm)")
     progress.step("data")
     result = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -70,7 +70,7 @@ def run(stack: BenchStack, args, progress: Progress) -> dict:
         callers = market.callers[:-1]
         per_caller = calls.calls_needed(args.call_seconds) // len(callers) + 1
         sources = {c.ip: data.make_reservations(conn, market, c, per_caller) for c in callers}
-        KamailioRPC(settings.rpc_url, timeout=30).call("htable.reload", "rsv")
+        KamailioRPC.for_settings(settings, timeout=30).call("htable.reload", "rsv")
         result["calls"] = calls.measure(stack.workdir, stack.edge, stack.fixed_edge, sources,
                                         args.call_seconds, progress)
         progress.step("calls")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.domain_errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
 from app.settings import Settings
 from tests.shapes import assert_error
 
@@ -53,3 +54,20 @@ def test_an_unreachable_database_is_503_json(settings: Settings):
     response = create_app(settings).test_client().post("/rtbs.json", query_string={"key": "k"})
     assert_error(response, 503, "database_unavailable")
     assert response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("error, status", [
+    (Unauthenticated("invalid_key", "who?"), 401), (NotFound("not_found", "none"), 404),
+    (Conflict("name_taken", "taken"), 409), (Invalid("invalid_tag", "too long"), 422),
+    (RateLimited("rate_limited", "slow down", retry_after=1), 429),
+])
+def test_a_services_refusal_answers_with_its_status_and_code(settings, sessions, error, status):
+    app = create_app(settings, sessions)
+
+    def refuse():
+        raise error
+
+    app.add_url_rule("/refuse", view_func=refuse)
+    response = app.test_client().get("/refuse")
+    assert_error(response, status, error.code)
+    assert response.headers.get("Retry-After") == ("1" if status == 429 else None)

@@ -17,7 +17,7 @@ from app import targeting
 from app.credentials import ha1, key_hash
 from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
-from app.settings import Settings, SettingsError
+from app.settings import PingLimits, Settings, SettingsError
 from tests.sip import publisher_scenario
 
 
@@ -46,6 +46,16 @@ def test_settings_have_working_defaults():
     assert s.private_database
 
 
+def test_the_ping_limits_have_defaults_and_come_from_the_environment():
+    assert Settings.from_env({}).ping_limits == PingLimits(
+        tags=50, tag_name_chars=64, tag_value_chars=256, rate_limit=100, held_numbers=10)
+    limits = Settings.from_env({"RTB_MAX_TAGS": "5", "RTB_MAX_TAG_NAME": "6",
+                                "RTB_MAX_TAG_VALUE": "7", "RTB_DEFAULT_RATE_LIMIT": "8",
+                                "RTB_MAX_HELD_NUMBERS": "9"}).ping_limits
+    assert limits == PingLimits(tags=5, tag_name_chars=6, tag_value_chars=7, rate_limit=8,
+                                held_numbers=9)
+
+
 def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     s = Settings.from_env({"RTB_SIP_DOMAIN": "SIP.Example.COM"})
     assert s.sip_domain == s.sip_realm == "sip.example.com"
@@ -54,6 +64,8 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
 @pytest.mark.parametrize("name, value", [
     ("RTB_HTTP_PORT", "eighty"), ("RTB_SIP_PORT", "70000"), ("RTB_HTTP_WORKERS", "0"),
     ("RTB_SIP_ADDR", "example.com"), ("RTB_SIP_DOMAIN", "uuid@host"),
+    ("RTB_DEFAULT_RATE_LIMIT", "0"), ("RTB_MAX_TAGS", "many"), ("RTB_MAX_HELD_NUMBERS", "-1"),
+    ("RTB_SIP_IP_AUTH_TCP_ONLY", "yes"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
