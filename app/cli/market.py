@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -139,7 +140,7 @@ def publisher_sip_user(obj: Context, publisher_id: int, username: str, password_
     never taken as an argument, where `ps` and shell history would see it.
     """
     if password_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = obj.settings
