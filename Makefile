@@ -43,10 +43,10 @@ check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`
 test: install check-cfg ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak
 	$(VENV)/bin/pytest
 
-# Only the .venv: no Debian packages, no server. The hypothesis and schemathesis
-# plugins are left out because loading them takes longer than the tests.
+# Only the .venv: no Debian packages, no server. The hypothesis, schemathesis
+# and anyio plugins are left out: loading them takes longer than the tests.
 test-fast: $(STAMP) ## Run the tests that need no server (tests/fast), in seconds
-	$(VENV)/bin/pytest tests/fast -p no:hypothesispytest -p no:schemathesis
+	$(VENV)/bin/pytest tests/fast -p no:hypothesispytest -p no:schemathesis -p no:anyio
 
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak

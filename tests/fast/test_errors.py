@@ -7,7 +7,6 @@ import pytest
 
 from app import create_app
 from app.domain_errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
-from app.settings import Settings
 from tests.shapes import assert_error
 
 
@@ -37,21 +36,27 @@ def test_an_unknown_path_is_404(client):
     assert_error(client.get("/nowhere"), 404, "not_found")
 
 
-def test_the_unexpected_is_500_without_internals(settings, sessions):
-    app = create_app(settings, sessions)
+@pytest.fixture(scope="module")
+def unreachable(settings):
+    """An app with its own sessions on settings' database URL, where nothing
+    listens, and a route that fails unexpectedly."""
+    app = create_app(settings)
 
     def explode():
         raise RuntimeError("secret internals: password=hunter2")
 
     app.add_url_rule("/explode", view_func=explode)
-    response = app.test_client().get("/explode")
+    return app.test_client()
+
+
+def test_the_unexpected_is_500_without_internals(unreachable):
+    response = unreachable.get("/explode")
     assert_error(response, 500, "internal_error")
     assert b"hunter2" not in response.data and b"Traceback" not in response.data
 
 
-def test_an_unreachable_database_is_503_json(settings: Settings):
-    # settings.database_url_override points at a loopback port where nothing listens.
-    response = create_app(settings).test_client().post("/rtbs.json", query_string={"key": "k"})
+def test_an_unreachable_database_is_503_json(unreachable):
+    response = unreachable.post("/rtbs.json", query_string={"key": "k"})
     assert_error(response, 503, "database_unavailable")
     assert response.headers["Retry-After"] == "5"
 
