@@ -26,6 +26,7 @@ GRANT SELECT ON {db}.address TO {user};
 GRANT SELECT ON {db}.live_reservation_routes TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_confirm TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_call_event TO {user};
+GRANT EXECUTE ON PROCEDURE {db}.rtb_call_untracked TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_expire TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_pstn_match TO {user};
 """
