@@ -19,5 +19,6 @@ GRANT SELECT ON address TO rtb_edge;
 GRANT SELECT ON live_reservation_routes TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_confirm TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_call_event TO rtb_edge;
+GRANT EXECUTE ON PROCEDURE rtb_call_untracked TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_expire TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_pstn_match TO rtb_edge;

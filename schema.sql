@@ -147,6 +147,9 @@ CREATE TABLE IF NOT EXISTS numbers (
 -- A call that fails before answer gives the reservation back to the
 -- publisher; one that was answered uses it up, and is converted when its
 -- talk time reaches the reservation's min_seconds.
+-- Events name a call by its id and the random token its claim returned to
+-- the edge alone. One Call-ID has one open call at a time (open_call_id):
+-- a second claim with it is refused, so no event can land on the wrong call.
 CREATE TABLE IF NOT EXISTS calls (
   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   reservation_id BIGINT UNSIGNED NOT NULL,
@@ -160,6 +163,9 @@ CREATE TABLE IF NOT EXISTS calls (
   talk_seconds DECIMAL(10, 3) NULL,
   final_status SMALLINT UNSIGNED NULL,
   converted BOOLEAN NOT NULL DEFAULT FALSE,
+  token CHAR(32) CHARACTER SET ascii NOT NULL DEFAULT '',
+  open_call_id VARCHAR(255) AS (IF(ended_at IS NULL, call_id, NULL)) PERSISTENT,
+  CONSTRAINT calls_open_call_id_uq UNIQUE (open_call_id),
   CONSTRAINT calls_reservation_fk FOREIGN KEY (reservation_id) REFERENCES reservations (id),
   CONSTRAINT calls_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
   INDEX calls_call_id_idx (call_id),
@@ -300,30 +306,47 @@ END //
 -- claim it for the call at hand. Targets are tried in the reservation's
 -- candidate order (only its own target without p_fallback); each is locked
 -- while its usage is counted, so concurrent confirms never overbook.
--- p_result: confirmed, claimed, full, expired, used, foreign, not_found, no_target.
+-- p_result: confirmed, claimed, full, expired, used, foreign, not_found,
+-- no_target, call_id_in_use (another open call has p_call_id). A claim returns
+-- its call's id and token, which the call's events must name.
 -- A failed confirm (not a failed claim) leaves the reservation 'no-target'.
+-- p_publisher is required: only the owner confirms or claims.
 -- p_uuid is ascii like the column: a utf8mb4 parameter would make MariaDB
 -- convert the column instead, and scan every reservation's uuid.
 CREATE OR REPLACE PROCEDURE rtb_confirm(
   IN p_uuid CHAR(36) CHARACTER SET ascii, IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN,
   IN p_fallback BOOLEAN, IN p_call_id VARCHAR(255), IN p_from VARCHAR(64), IN p_via VARCHAR(4),
-  OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
+  OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255), OUT p_call BIGINT UNSIGNED,
+  OUT p_token CHAR(32) CHARACTER SET ascii)
 MODIFIES SQL DATA
 BEGIN
-  -- A deadlock (with another claim, or the expiry sweep) rolled the attempt
-  -- back whole: try again rather than answer a caller 503.
+  IF p_publisher IS NULL THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'rtb_confirm: no publisher';
+  END IF;
+  CALL rtb_retried(CONCAT_WS(', ', CONCAT('CALL rtb_confirm_once(', QUOTE(p_uuid)), p_publisher,
+                             QUOTE(p_claim), QUOTE(p_fallback), QUOTE(p_call_id), QUOTE(p_from),
+                             QUOTE(p_via), '@rtb_r, @rtb_d, @rtb_c, @rtb_t)'));
+  SET p_result = @rtb_r, p_destination = @rtb_d, p_call = @rtb_c, p_token = @rtb_t;
+END //
+
+-- Run p_statement (one transaction, rolled back whole on error); when InnoDB
+-- picks it as a deadlock's victim (with another claim, or the expiry sweep),
+-- run it again, up to three times, rather than fail back to Kamailio. Each
+-- argument in p_statement is a number or QUOTE()d.
+CREATE OR REPLACE PROCEDURE rtb_retried(IN p_statement TEXT)
+MODIFIES SQL DATA
+BEGIN
   DECLARE v_tries INT DEFAULT 0;
   DECLARE v_deadlock BOOLEAN DEFAULT TRUE;
   WHILE v_deadlock AND v_tries < 3 DO
     SET v_tries = v_tries + 1, v_deadlock = FALSE;
     BEGIN
-      DECLARE EXIT HANDLER FOR 1213 SET v_deadlock = TRUE;
-      CALL rtb_confirm_once(p_uuid, p_publisher, p_claim, p_fallback, p_call_id, p_from, p_via,
-                            p_result, p_destination);
+      DECLARE EXIT HANDLER FOR 1213 BEGIN ROLLBACK; SET v_deadlock = TRUE; END;
+      EXECUTE IMMEDIATE p_statement;
     END;
   END WHILE;
   IF v_deadlock THEN
-    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'rtb_confirm: deadlocked three times';
+    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'deadlocked three times';
   END IF;
 END //
 
@@ -331,7 +354,8 @@ END //
 CREATE OR REPLACE PROCEDURE rtb_confirm_once(
   IN p_uuid CHAR(36) CHARACTER SET ascii, IN p_publisher INT UNSIGNED, IN p_claim BOOLEAN,
   IN p_fallback BOOLEAN, IN p_call_id VARCHAR(255), IN p_from VARCHAR(64), IN p_via VARCHAR(4),
-  OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255))
+  OUT p_result VARCHAR(16), OUT p_destination VARCHAR(255), OUT p_call BIGINT UNSIGNED,
+  OUT p_token CHAR(32) CHARACTER SET ascii)
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_id BIGINT UNSIGNED;
@@ -342,8 +366,13 @@ BEGIN
   DECLARE v_candidate INT UNSIGNED;
   DECLARE v_room BOOLEAN;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+  -- calls_open_call_id_uq decides, even between racing INVITEs.
+  DECLARE EXIT HANDLER FOR 1062 BEGIN
+    ROLLBACK;
+    SET p_result = 'call_id_in_use', p_destination = NULL, p_call = NULL, p_token = NULL;
+  END;
 
-  SET p_result = NULL, p_destination = NULL;
+  SET p_result = NULL, p_destination = NULL, p_call = NULL, p_token = NULL;
   SET time_zone = '+00:00';
   -- Each count must see what the confirm holding the lock before us committed.
   SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
@@ -354,7 +383,7 @@ BEGIN
 
   SET p_result = CASE
     WHEN v_id IS NULL THEN 'not_found'
-    WHEN p_publisher IS NOT NULL AND v_owner <> p_publisher THEN 'foreign'
+    WHEN v_owner <> p_publisher THEN 'foreign'
     WHEN v_status IN ('claimed', 'completed') THEN 'used'
     WHEN v_status = 'no-target' THEN 'no_target'
     WHEN NOT v_live THEN 'expired'
@@ -396,8 +425,10 @@ BEGIN
     END IF;
   END IF;
   IF p_result = 'claimed' THEN
-    INSERT INTO calls (reservation_id, target_id, call_id, via, source)
-      SELECT id, target_id, p_call_id, p_via, p_from FROM reservations WHERE id = v_id;
+    SET p_token = LOWER(HEX(RANDOM_BYTES(16)));
+    INSERT INTO calls (reservation_id, target_id, call_id, via, source, token)
+      SELECT id, target_id, p_call_id, p_via, p_from, p_token FROM reservations WHERE id = v_id;
+    SET p_call = LAST_INSERT_ID();
     SELECT t.sip_uri INTO p_destination
       FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
   END IF;
@@ -442,10 +473,12 @@ END //
 -- up ends after p_call_max_seconds of talk, as its dialog's timeout would have.
 -- The sweeps read committed rows: at the default REPEATABLE READ their range
 -- scans lock the gaps between rows too, and deadlocked now and then with
--- claims (seen in `make soak`).
+-- claims (seen in `make soak`). A limit under a minute is taken as a minute:
+-- rtb_expire(0) would end every answered call at once.
 CREATE OR REPLACE PROCEDURE rtb_expire(IN p_call_max_seconds INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
+  SET p_call_max_seconds = GREATEST(IFNULL(p_call_max_seconds, 0), 60);
   SET time_zone = '+00:00';
   SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
   UPDATE calls SET ended_at = NOW(3), final_status = 408
@@ -459,7 +492,8 @@ BEGIN
    WHERE status IN ('reserved', 'confirmed') AND expires_at <= NOW();
 END //
 
--- What happened to a call Kamailio let through: p_event 'answered' (200 OK),
+-- What happened to call p_call (its id and token, as its claim returned
+-- them; any other pair is refused with an error): p_event 'answered' (200 OK),
 -- 'ended' (BYE or dialog timeout) or 'failed' (a final reply >= 300, with
 -- p_code), at p_at (Unix time with microseconds, as Kamailio saw it; NULL:
 -- now). An answered call that ends uses the reservation up; one that fails
@@ -469,46 +503,64 @@ END //
 -- first of each counts. Events may also come out of order: an answer that
 -- failed (a deadlock, the database away) is retried after the call's end.
 -- Only an answered call ends, so an end never gives the reservation back;
--- the late answer then fills in the talk time. A deadlock is retried here.
+-- the late answer then fills in the talk time.
 CREATE OR REPLACE PROCEDURE rtb_call_event(
-  IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED,
-  IN p_at DECIMAL(16, 6))
+  IN p_call BIGINT UNSIGNED, IN p_token CHAR(32) CHARACTER SET ascii, IN p_event VARCHAR(8),
+  IN p_code SMALLINT UNSIGNED, IN p_at DECIMAL(16, 6))
+MODIFIES SQL DATA
+BEGIN
+  CALL rtb_retried(CONCAT_WS(', ', CONCAT('CALL rtb_call_event_once(', IFNULL(p_call, 'NULL')),
+                             QUOTE(p_token), QUOTE(p_event), IFNULL(p_code, 'NULL'),
+                             CONCAT(IFNULL(p_at, 'NULL'), ')')));
+END //
+
+-- One attempt of rtb_call_event(), in one transaction.
+CREATE OR REPLACE PROCEDURE rtb_call_event_once(
+  IN p_call BIGINT UNSIGNED, IN p_token CHAR(32) CHARACTER SET ascii, IN p_event VARCHAR(8),
+  IN p_code SMALLINT UNSIGNED, IN p_at DECIMAL(16, 6))
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_at TIMESTAMP(3);
-  DECLARE v_tries INT DEFAULT 0;
-  DECLARE v_deadlock BOOLEAN DEFAULT TRUE;
-
+  DECLARE v_call BIGINT UNSIGNED;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
   SET time_zone = '+00:00';
   SET v_at = IFNULL(FROM_UNIXTIME(p_at), NOW(3));
-  WHILE v_deadlock AND v_tries < 3 DO
-    SET v_tries = v_tries + 1, v_deadlock = FALSE;
-    BEGIN
-      DECLARE EXIT HANDLER FOR 1213 BEGIN ROLLBACK; SET v_deadlock = TRUE; END;
-      DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-      START TRANSACTION;
-      IF p_event = 'answered' THEN
-        CALL rtb_call_answered(p_call_id, v_at);
-      ELSE
-        CALL rtb_call_over(p_call_id, p_event, p_code, v_at);
-      END IF;
-      COMMIT;
-    END;
-  END WHILE;
-  IF v_deadlock THEN
-    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'rtb_call_event: deadlocked three times';
+  START TRANSACTION;
+  SELECT id INTO v_call FROM calls WHERE id = p_call AND token = p_token AND token <> '';
+  IF v_call IS NULL THEN
+    SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'rtb_call_event: no such call';
   END IF;
+  IF p_event = 'answered' THEN
+    CALL rtb_call_answered(v_call, v_at);
+  ELSE
+    CALL rtb_call_over(v_call, p_event, p_code, v_at);
+  END IF;
+  COMMIT;
 END //
 
--- rtb_call_event()'s answer, inside its transaction: the call's latest
--- attempt with no answer yet, still up or ended before its answer came.
-CREATE OR REPLACE PROCEDURE rtb_call_answered(IN p_call_id VARCHAR(255), IN p_at TIMESTAMP(3))
+-- Whether an in-dialog request names, by its Record-Route's id and token, an
+-- open call with this Call-ID claimed before p_since (when the Kamailio now
+-- running started): a call up across a restart, whose dialog Kamailio lost.
+CREATE OR REPLACE PROCEDURE rtb_call_untracked(
+  IN p_call BIGINT UNSIGNED, IN p_token CHAR(32) CHARACTER SET ascii, IN p_call_id VARCHAR(255),
+  IN p_since DECIMAL(16, 6), OUT p_open BOOLEAN)
+READS SQL DATA
+BEGIN
+  SET time_zone = '+00:00';
+  SET p_open = EXISTS (SELECT 1 FROM calls WHERE id = p_call AND token = p_token AND token <> ''
+                         AND call_id = p_call_id AND ended_at IS NULL
+                         AND claimed_at < FROM_UNIXTIME(p_since));
+END //
+
+-- rtb_call_event()'s answer, inside its transaction: the call, when it has
+-- no answer yet and is still up or ended before its answer came.
+CREATE OR REPLACE PROCEDURE rtb_call_answered(IN p_call BIGINT UNSIGNED, IN p_at TIMESTAMP(3))
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_call BIGINT UNSIGNED;
   SELECT id INTO v_call FROM calls
-   WHERE call_id = p_call_id AND answered_at IS NULL AND (ended_at IS NULL OR final_status = 200)
-   ORDER BY id DESC LIMIT 1 FOR UPDATE;
+   WHERE id = p_call AND answered_at IS NULL AND (ended_at IS NULL OR final_status = 200)
+   FOR UPDATE;
   UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
      SET c.answered_at = LEAST(p_at, IFNULL(c.ended_at, p_at)), c.final_status = 200,
          c.talk_seconds = IF(c.ended_at IS NULL, NULL,
@@ -520,14 +572,13 @@ END //
 
 -- rtb_call_event()'s end or failure, inside its transaction.
 CREATE OR REPLACE PROCEDURE rtb_call_over(
-  IN p_call_id VARCHAR(255), IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED, IN p_at TIMESTAMP(3))
+  IN p_call BIGINT UNSIGNED, IN p_event VARCHAR(8), IN p_code SMALLINT UNSIGNED, IN p_at TIMESTAMP(3))
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_call BIGINT UNSIGNED;
   DECLARE v_answered BOOLEAN;
   SELECT id, answered_at IS NOT NULL INTO v_call, v_answered
-    FROM calls WHERE call_id = p_call_id AND ended_at IS NULL
-    ORDER BY id DESC LIMIT 1 FOR UPDATE;
+    FROM calls WHERE id = p_call AND ended_at IS NULL FOR UPDATE;
   IF v_call IS NOT NULL AND (v_answered OR p_event = 'ended') THEN
     -- Ended before its answer was recorded: the talk time waits for it.
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id

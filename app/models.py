@@ -6,7 +6,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Integer, Numeric, String, Table
+from sqlalchemy import (JSON, BigInteger, Column, Computed, DateTime, ForeignKey, Integer, Numeric, String,
+                        Table)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
@@ -109,6 +110,10 @@ class Call(Base):
     talk_seconds: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
     final_status: Mapped[int | None]
     converted: Mapped[bool]
+    # The secret a call's events must name; the edge alone learns it.
+    token: Mapped[str] = mapped_column(String(32), deferred=True)
+    open_call_id: Mapped[str | None] = mapped_column(String(255), Computed(
+        "IF(ended_at IS NULL, call_id, NULL)", persisted=True))
 
 
 class Carrier(Base):

@@ -256,8 +256,10 @@ def confirm(session: Session, reservation: Reservation, fallback: bool = False) 
     # pool: a request never holds two while it waits for the target's lock.
     session.commit()
     with session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("CALL rtb_confirm(:uuid, NULL, FALSE, :fallback, NULL, NULL, NULL, @r, @d)"),
-                     {"uuid": reservation.uuid, "fallback": fallback})
+        conn.execute(text("CALL rtb_confirm(:uuid, :publisher, FALSE, :fallback, NULL, NULL, NULL, "
+                          "@r, @d, @c, @t)"),
+                     {"uuid": reservation.uuid, "publisher": reservation.publisher_id,
+                      "fallback": fallback})
         result = conn.scalar(text("SELECT @r"))
     # Only what rtb_confirm() changes: a full refresh would reload the calls too.
     session.refresh(reservation, CONFIRMED_FIELDS)

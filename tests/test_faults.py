@@ -18,6 +18,7 @@ from app import admin
 from app.models import Number
 from tests.polling import eventually
 from tests.private_stack import PrivateStack
+from tests.procedures import call_event, claim
 from tests.sip import dial
 
 OUTAGE_SECONDS = 10
@@ -237,8 +238,7 @@ def test_calls_kamailio_lost_track_of_end_and_free_their_buyer(stack):
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
         for uuid, age in ((ringing, "claimed_at = claimed_at - INTERVAL 3 MINUTE"),
                           (talking, "answered_at = NOW(3) - INTERVAL 4 HOUR")):
-            db.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
-                       {"u": uuid})
+            claim(db, uuid, m.publisher_id, uuid)
             db.execute(text(f"UPDATE calls SET {age} WHERE call_id = :u"), {"u": uuid})
 
     def ended(uuid: str):
@@ -260,15 +260,12 @@ def test_an_end_recorded_before_its_answer_uses_the_reservation_up(stack):
     uuid = stack.ping(m.key)[1]["rtb"]["uuid"]
     engine = stack.sessions.kw["bind"]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
-        db.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
-                   {"u": uuid})
+        call = claim(db, uuid, m.publisher_id, uuid)
         answered = db.scalar(text("SELECT UNIX_TIMESTAMP(NOW(6))"))
-        db.execute(text("CALL rtb_call_event(:u, 'ended', 0, :at)"), {"u": uuid, "at": answered + 40})
-        db.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, 'again', '127.0.0.1', 'sip', @r, @d)"),
-                   {"u": uuid})
-        assert db.scalar(text("SELECT @r")) == "used"
-        db.execute(text("CALL rtb_call_event(:u, 'answered', 200, :at)"), {"u": uuid, "at": answered})
-        db.execute(text("CALL rtb_call_event(:u, 'answered', 200, :at)"), {"u": uuid, "at": answered + 5})
+        call_event(db, call, "ended", at=answered + 40)
+        assert claim(db, uuid, m.publisher_id, "again").result == "used"
+        call_event(db, call, "answered", 200, at=answered)
+        call_event(db, call, "answered", 200, at=answered + 5)
     assert stack.rows("SELECT c.final_status, c.talk_seconds, c.converted, r.status FROM calls c "
                       "JOIN reservations r ON r.id = c.reservation_id WHERE r.uuid = :u",
                       u=uuid) == [(200, 40, True, "completed")]

@@ -16,6 +16,7 @@ from app.settings import PingLimits
 from app.targeting import DAYS
 from tests.market import expire
 from tests.polling import eventually
+from tests.procedures import call_event, claim
 
 
 def ping(client, key: str, **params) -> dict:
@@ -307,8 +308,8 @@ def test_a_confirm_caught_in_a_deadlock_is_tried_again(app, market, database):
     engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
 
     def confirm_it(conn) -> str:
-        conn.execute(text("CALL rtb_confirm(:u, NULL, FALSE, FALSE, NULL, NULL, NULL, @r, @d)"),
-                     {"u": uuid})
+        conn.execute(text("CALL rtb_confirm(:u, :p, FALSE, FALSE, NULL, NULL, NULL, @r, @d, @c, @t)"),
+                     {"u": uuid, "p": m.publisher_id})
         return conn.scalar(text("SELECT @r"))
 
     before = innodb_deadlocks(database)
@@ -334,20 +335,16 @@ def test_a_call_event_caught_in_a_deadlock_is_tried_again(app, market, database)
     uuid = ping(app.test_client(), m.key)["uuid"]
     engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
 
-    def end_call(conn) -> None:
-        conn.execute(text("CALL rtb_call_event(:u, 'ended', 0, NULL)"), {"u": uuid})
-
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as setup:
-        setup.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
-                      {"u": uuid})
-        setup.execute(text("CALL rtb_call_event(:u, 'answered', 200, NULL)"), {"u": uuid})
+        call = claim(setup, uuid, m.publisher_id, uuid)
+        call_event(setup, call, "answered", 200)
     before = innodb_deadlocks(database)
     with engine.connect() as other, \
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as kamailio, \
             ThreadPoolExecutor(1) as pool:
         hold_heavier(other)
         other.execute(text("SELECT id FROM reservations WHERE uuid = :u FOR UPDATE"), {"u": uuid})
-        ended = pool.submit(end_call, kamailio)
+        ended = pool.submit(call_event, kamailio, call, "ended")
         wait_for_a_lock_wait(database)
         other.execute(text("SELECT id FROM calls WHERE call_id = :u FOR UPDATE"), {"u": uuid})
         other.rollback()

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.models import Base
 from app.stack.kamailio import check_config
+from tests.procedures import claim
 
 KAMAILIO_TABLE_VERSIONS = {"version": 1, "subscriber": 7, "address": 6}
 
@@ -72,9 +73,9 @@ def test_kamailio_may_not_write_what_the_app_owns(database, statement):
 def test_kamailio_may_claim_and_record_calls_through_the_procedures(database):
     engine = create_engine(kamailio_url(database))
     with engine.connect() as kamailio:
-        kamailio.execute(text("CALL rtb_confirm('none', 1, TRUE, TRUE, 'c', '127.0.0.1', 'sip', @r, @d)"))
-        assert kamailio.scalar(text("SELECT @r")) == "not_found"
-        kamailio.execute(text("CALL rtb_call_event('none', 'ended', 0, NULL)"))
+        assert claim(kamailio, "none", 1, "c").result == "not_found"
+        kamailio.execute(text("CALL rtb_call_untracked(1, 'none', 'c', 0, @open)"))
+        kamailio.execute(text("CALL rtb_expire(10800)"))
     engine.dispose()
 
 

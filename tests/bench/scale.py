@@ -28,7 +28,7 @@ def _claims(kamailio_url: URL, caller: Caller, uuids: list[str]) -> list[float]:
         with conn.cursor() as cursor:
             for n, uuid in enumerate(uuids):
                 started = time.perf_counter()
-                cursor.execute("CALL rtb_confirm(%s, %s, TRUE, TRUE, %s, %s, 'sip', @r, @d)",
+                cursor.execute("CALL rtb_confirm(%s, %s, TRUE, TRUE, %s, %s, 'sip', @r, @d, @c, @t)",
                                (uuid, caller.publisher_id, f"bench-scale-{uuid}", caller.ip))
                 cursor.execute("SELECT @r, @d")
                 result = cursor.fetchone()
