@@ -21,10 +21,10 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def _count(env: dict[str, str], name: str, default: int) -> int:
+def _count(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, str(default))
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
     return int(raw)
 
 
@@ -56,6 +56,9 @@ class Settings:
     sip_flood_requests: int
     sip_ban_seconds: int
     sip_auth_failures: int
+    sip_keepalive_seconds: int
+    sip_keepalive_failures: int
+    sip_reply_seconds: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +85,10 @@ class Settings:
             sip_flood_requests=_count(env, "RTB_SIP_FLOOD_REQUESTS", 300),
             sip_ban_seconds=_count(env, "RTB_SIP_BAN_SECONDS", 300),
             sip_auth_failures=_count(env, "RTB_SIP_AUTH_FAILURES", 5),
+            # Kamailio's dialog module refuses keepalive intervals under 30 s.
+            sip_keepalive_seconds=_count(env, "RTB_SIP_KEEPALIVE_SECONDS", 30, minimum=30),
+            sip_keepalive_failures=_count(env, "RTB_SIP_KEEPALIVE_FAILURES", 1),
+            sip_reply_seconds=_count(env, "RTB_SIP_REPLY_SECONDS", 10),
         )
 
     @property

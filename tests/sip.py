@@ -118,7 +118,7 @@ class Buyer:
         self.proc = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
              "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
-             "-timeout", f"{self.timeout}s", "-nostdin", *trace,
+             "-timeout", f"{self.timeout}s", "-nostdin", "-aa", *trace,
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
 
@@ -183,7 +183,7 @@ def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
             "-key", "domain", domain or edge[0], "-i", source_ip, "-p", str(port),
             "-mp", str(free_port(source_ip)), "-t", transport, "-m", str(len(uuids)),
             "-r", str(rate), "-d", str(hold_ms), "-timeout", "30s", "-timeout_error",
-            "-nostdin", "-trace_err", "-error_file", str(errors)]
+            "-nostdin", "-aa", "-trace_err", "-error_file", str(errors)]
     if auth:
         argv += ["-au", user, "-ap", password or ""]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=workdir, timeout=60)

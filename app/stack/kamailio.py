@@ -25,6 +25,9 @@ def defines(settings: Settings) -> list[str]:
         "FLOOD_REQUESTS": str(settings.sip_flood_requests),
         "BAN_SECONDS": str(settings.sip_ban_seconds),
         "AUTH_FAILURES": str(settings.sip_auth_failures),
+        "KEEPALIVE_SECONDS": str(settings.sip_keepalive_seconds),
+        "KEEPALIVE_FAILURES": str(settings.sip_keepalive_failures),
+        "REPLY_MS": str(settings.sip_reply_seconds * 1000),
     }
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
 
