@@ -18,9 +18,7 @@ CREATE TABLE IF NOT EXISTS `version` (
 INSERT IGNORE INTO `version` (table_name, table_version) VALUES
   ('version', 1),
   ('subscriber', 7),
-  ('address', 6),
-  ('topos_d', 2),
-  ('topos_t', 2);
+  ('address', 6);
 
 -- ------------------------------------------------------------------ market
 
@@ -228,76 +226,6 @@ CREATE TABLE IF NOT EXISTS `address` (
   `port` SMALLINT(5) UNSIGNED DEFAULT 0 NOT NULL,
   `tag` VARCHAR(64)
 ) ENGINE=InnoDB;
-
--- topos, table versions 2 (topos does not check them): Kamailio's own
--- records of each call's hidden Contacts, Vias and Routes (topos_d, one per
--- call) and transactions (topos_t), written and cleaned by Kamailio alone.
-CREATE TABLE IF NOT EXISTS `topos_d` (
-    `id` INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
-    `rectime` DATETIME NOT NULL,
-    `x_context` VARCHAR(64) DEFAULT '' NOT NULL,
-    `s_method` VARCHAR(64) DEFAULT '' NOT NULL,
-    `s_cseq` VARCHAR(64) DEFAULT '' NOT NULL,
-    `a_callid` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_uuid` VARCHAR(255) DEFAULT '' NOT NULL,
-    `b_uuid` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `b_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `as_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `bs_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `a_tag` VARCHAR(255) DEFAULT '' NOT NULL,
-    `b_tag` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_rr` MEDIUMTEXT,
-    `b_rr` MEDIUMTEXT,
-    `s_rr` MEDIUMTEXT,
-    `iflags` INT(10) UNSIGNED DEFAULT 0 NOT NULL,
-    `a_uri` VARCHAR(255) DEFAULT '' NOT NULL,
-    `b_uri` VARCHAR(255) DEFAULT '' NOT NULL,
-    `r_uri` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_srcaddr` VARCHAR(128) DEFAULT '' NOT NULL,
-    `b_srcaddr` VARCHAR(128) DEFAULT '' NOT NULL,
-    `a_socket` VARCHAR(128) DEFAULT '' NOT NULL,
-    `b_socket` VARCHAR(128) DEFAULT '' NOT NULL
-) ENGINE=InnoDB;
-
-CREATE INDEX IF NOT EXISTS rectime_idx ON topos_d (`rectime`);
-CREATE INDEX IF NOT EXISTS a_callid_idx ON topos_d (`a_callid`);
-CREATE INDEX IF NOT EXISTS a_uuid_idx ON topos_d (`a_uuid`);
-CREATE INDEX IF NOT EXISTS b_uuid_idx ON topos_d (`b_uuid`);
-
-CREATE TABLE IF NOT EXISTS `topos_t` (
-    `id` INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
-    `rectime` DATETIME NOT NULL,
-    `x_context` VARCHAR(64) DEFAULT '' NOT NULL,
-    `s_method` VARCHAR(64) DEFAULT '' NOT NULL,
-    `s_cseq` VARCHAR(64) DEFAULT '' NOT NULL,
-    `a_callid` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_uuid` VARCHAR(255) DEFAULT '' NOT NULL,
-    `b_uuid` VARCHAR(255) DEFAULT '' NOT NULL,
-    `direction` INT DEFAULT 0 NOT NULL,
-    `x_via` MEDIUMTEXT,
-    `x_vbranch` VARCHAR(255) DEFAULT '' NOT NULL,
-    `x_rr` MEDIUMTEXT,
-    `y_rr` MEDIUMTEXT,
-    `s_rr` MEDIUMTEXT,
-    `x_uri` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `b_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `as_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `bs_contact` VARCHAR(512) DEFAULT '' NOT NULL,
-    `x_tag` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_tag` VARCHAR(255) DEFAULT '' NOT NULL,
-    `b_tag` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_srcaddr` VARCHAR(255) DEFAULT '' NOT NULL,
-    `b_srcaddr` VARCHAR(255) DEFAULT '' NOT NULL,
-    `a_socket` VARCHAR(128) DEFAULT '' NOT NULL,
-    `b_socket` VARCHAR(128) DEFAULT '' NOT NULL
-) ENGINE=InnoDB;
-
-CREATE INDEX IF NOT EXISTS rectime_idx ON topos_t (`rectime`);
-CREATE INDEX IF NOT EXISTS a_callid_idx ON topos_t (`a_callid`);
-CREATE INDEX IF NOT EXISTS x_vbranch_idx ON topos_t (`x_vbranch`);
-CREATE INDEX IF NOT EXISTS a_uuid_idx ON topos_t (`a_uuid`);
 
 -- The reservations still dialable: loaded into Kamailio's htable at start.
 -- Its columns are packed into the htable value in this order; expires_epoch

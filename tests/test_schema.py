@@ -11,8 +11,7 @@ from sqlalchemy.exc import OperationalError
 from app.models import Base
 from app.stack.kamailio import check_config
 
-KAMAILIO_TABLE_VERSIONS = {"version": 1, "subscriber": 7, "address": 6, "topos_d": 2,
-                           "topos_t": 2}
+KAMAILIO_TABLE_VERSIONS = {"version": 1, "subscriber": 7, "address": 6}
 
 
 def test_the_models_match_schema_sql(sessions):

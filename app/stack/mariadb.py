@@ -24,8 +24,6 @@ GRANT SELECT ON {db}.version TO {user};
 GRANT SELECT ON {db}.subscriber TO {user};
 GRANT SELECT ON {db}.address TO {user};
 GRANT SELECT ON {db}.live_reservation_routes TO {user};
-GRANT SELECT, INSERT, UPDATE, DELETE ON {db}.topos_d TO {user};
-GRANT SELECT, INSERT, UPDATE, DELETE ON {db}.topos_t TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_confirm TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_call_event TO {user};
 GRANT EXECUTE ON PROCEDURE {db}.rtb_expire TO {user};
