@@ -21,10 +21,10 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def _count(env: dict[str, str], name: str, default: int) -> int:
+def _count(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, str(default))
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise SettingsError(f"{name} must be a whole number of at least {minimum}, not {raw!r}")
     return int(raw)
 
 
@@ -88,6 +88,9 @@ class Settings:
     sip_auth_failures: int
     sip_ip_auth_tcp_only: bool
     ping_limits: PingLimits
+    sip_keepalive_seconds: int
+    sip_keepalive_failures: int
+    sip_reply_seconds: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -116,6 +119,10 @@ class Settings:
             sip_auth_failures=_count(env, "RTB_SIP_AUTH_FAILURES", 5),
             sip_ip_auth_tcp_only=_flag(env, "RTB_SIP_IP_AUTH_TCP_ONLY"),
             ping_limits=PingLimits.from_env(env),
+            # Kamailio's dialog module refuses keepalive intervals under 30 s.
+            sip_keepalive_seconds=_count(env, "RTB_SIP_KEEPALIVE_SECONDS", 30, minimum=30),
+            sip_keepalive_failures=_count(env, "RTB_SIP_KEEPALIVE_FAILURES", 1),
+            sip_reply_seconds=_count(env, "RTB_SIP_REPLY_SECONDS", 10),
         )
 
     @property

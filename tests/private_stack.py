@@ -24,8 +24,9 @@ from tests.polling import eventually  # noqa: F401 (importable from here, as tes
 
 
 class PrivateStack:
-    def __init__(self, var_dir: Path, workers: int = 1):
-        self.env = {**stack_env(var_dir), "RTB_HTTP_WORKERS": str(workers)}
+    def __init__(self, var_dir: Path, workers: int = 1, **settings: str):
+        """settings: more RTB_* variables, e.g. RTB_SIP_REPLY_SECONDS="1"."""
+        self.env = {**stack_env(var_dir), "RTB_HTTP_WORKERS": str(workers), **settings}
         self.settings = Settings.from_env(self.env)
         self.database = PrivateMariaDB(self.settings)
         self.kamailio = Kamailio(self.settings)

@@ -103,7 +103,8 @@ class Buyer:
     """A SIPp UAS answering `calls` calls on 127.0.0.1, then exiting by itself.
 
     trace keeps every message for messages_wait_for(); the benchmark, whose
-    buyer takes thousands of calls, goes without."""
+    buyer takes thousands of calls, goes without. -aa answers the edge's
+    keepalives (OPTIONS within the call)."""
 
     workdir: Path
     calls: int = 1
@@ -119,7 +120,7 @@ class Buyer:
         self.proc = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
              "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
-             "-timeout", f"{self.timeout}s", "-nostdin", *trace,
+             "-timeout", f"{self.timeout}s", "-nostdin", "-aa", *trace,
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
 
@@ -156,16 +157,16 @@ class Dial:
     failed: int
 
 
-def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
-         source_ip: str = "127.0.0.1",
-         domain: str | None = None, user: str | None = None, password: str | None = None,
-         refused_with: int | None = None, hold_ms: int = 200, calls: int = 1,
-         rate: int = 10, transport: str = "u1", caller_id: tuple[str, str] | None = None) -> Dial:
-    """Run SIPp as a publisher: rc 0 when every call went as the scenario expects.
+def publisher_argv(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
+                   source_ip: str = "127.0.0.1", domain: str | None = None,
+                   user: str | None = None, password: str | None = None,
+                   refused_with: int | None = None, hold_ms: int = 200, calls: int = 1,
+                   rate: int = 10, transport: str = "u1",
+                   caller_id: tuple[str, str] | None = None,
+                   timeout_s: int = 30) -> tuple[list[str], Path]:
+    """SIPp as a publisher (see dial()), and the file it writes its errors to.
 
-    With a list of uuids, call i dials uuids[i] (SIPp's -inf injection file).
-    A carrier dials a number instead of a uuid, with caller_id ('from' or
-    'pai', the caller's number)."""
+    -aa answers the edge's keepalives (OPTIONS within the call)."""
     auth = user is not None
     uuids = [uuid] * calls if isinstance(uuid, str) else uuid
     caller = caller_id[1] if caller_id else ""
@@ -179,14 +180,36 @@ def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], *,
     argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),
             "-key", "domain", domain or edge[0], "-i", source_ip, "-p", str(port),
             "-mp", str(free_port(source_ip)), "-t", transport, "-m", str(len(uuids)),
-            "-r", str(rate), "-d", str(hold_ms), "-timeout", "30s", "-timeout_error",
-            "-nostdin", "-trace_err", "-error_file", str(errors)]
+            "-r", str(rate), "-d", str(hold_ms), "-timeout", f"{timeout_s}s", "-timeout_error",
+            "-nostdin", "-aa", "-trace_err", "-error_file", str(errors)]
     if auth:
         argv += ["-au", user, "-ap", password or ""]
+    return argv, errors
+
+
+def dial(workdir: Path, edge: tuple[str, int], uuid: str | list[str], **options) -> Dial:
+    """Run SIPp as a publisher: rc 0 when every call went as the scenario expects.
+
+    With a list of uuids, call i dials uuids[i] (SIPp's -inf injection file).
+    A carrier dials a number instead of a uuid, with caller_id ('from' or
+    'pai', the caller's number). Options: publisher_argv()'s."""
+    argv, errors = publisher_argv(workdir, edge, uuid, **options)
     done = subprocess.run(argv, capture_output=True, text=True, cwd=workdir, timeout=60)
     log = errors.read_text(errors="replace") if errors.exists() else ""
     return Dial(done.returncode, log + done.stdout[-2000:], screen_count("Successful call", done.stdout),
                 screen_count("Failed call", done.stdout))
+
+
+def start_dial(workdir: Path, edge: tuple[str, int], uuid: str, *, hold_s: int,
+               **options) -> tuple[subprocess.Popen, Path]:
+    """One call held hold_s seconds by SIPp in the background (it gives up 30 s
+    later), and the file where it traces every message it sends and receives."""
+    argv, _ = publisher_argv(workdir, edge, uuid, hold_ms=hold_s * 1000, timeout_s=hold_s + 30,
+                             **options)
+    messages = workdir / f"publisher-{uuid}.log"
+    argv += ["-trace_msg", "-message_file", str(messages)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=workdir), messages
 
 
 def screen_count(row: str, screen: str) -> int:

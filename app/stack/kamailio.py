@@ -12,6 +12,9 @@ from app.settings import Settings
 from app.stack.process import Service
 
 SECRETS = "rtb-secrets.cfg"
+# Kamailio's own db_text table definitions, from its package.
+DBTEXT_TABLES = Path("/usr/share/kamailio/dbtext/kamailio")
+TOPOS_TABLES = ("version", "topos_d", "topos_t")
 
 
 def defines(settings: Settings) -> list[str]:
@@ -26,12 +29,34 @@ def defines(settings: Settings) -> list[str]:
         "BAN_SECONDS": str(settings.sip_ban_seconds),
         "AUTH_FAILURES": str(settings.sip_auth_failures),
         "IP_AUTH_TCP_ONLY": str(int(settings.sip_ip_auth_tcp_only)),
+        "KEEPALIVE_SECONDS": str(settings.sip_keepalive_seconds),
+        "KEEPALIVE_FAILURES": str(settings.sip_keepalive_failures),
+        "REPLY_MS": str(settings.sip_reply_seconds * 1000),
+        "TOPOS_DBURL": f'"text://{topos_dir(settings)}"',
     }
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
 
 
 def run_dir(settings: Settings) -> Path:
     return settings.var_dir / "kamailio"
+
+
+def topos_dir(settings: Settings) -> Path:
+    return run_dir(settings) / "topos"
+
+
+def prepare_topos(settings: Settings) -> None:
+    """topos's db_text tables, empty the first time; after that they hold the
+    records Kamailio wrote when it last stopped. Their text columns take NULL:
+    topos leaves some unset (x_context, say), which db_text stores as NULL."""
+    folder = topos_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in TOPOS_TABLES:
+        if not (folder / table).exists():
+            lines = (DBTEXT_TABLES / table).read_text().splitlines(keepends=True)
+            columns = lines[0].replace("(string)", "(string,null)")
+            rows = [line for line in lines[1:] if table != "version" or ":topos_" in line]
+            (folder / table).write_text(columns + "".join(rows))
 
 
 def write_secrets(settings: Settings) -> Path:
@@ -84,6 +109,7 @@ class Kamailio:
     def start(self) -> None:
         # Written now: the private database's credentials exist once it is up.
         write_secrets(self.settings)
+        prepare_topos(self.settings)
         self.service.start(self._ready, timeout=30)
 
     def stop(self) -> None:

@@ -18,6 +18,7 @@ from app.credentials import ha1, key_hash
 from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
 from app.settings import PingLimits, Settings, SettingsError
+from app.stack.kamailio import prepare_topos, topos_dir
 from tests.sip import publisher_scenario
 
 
@@ -66,6 +67,9 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_SIP_ADDR", "example.com"), ("RTB_SIP_DOMAIN", "uuid@host"),
     ("RTB_DEFAULT_RATE_LIMIT", "0"), ("RTB_MAX_TAGS", "many"), ("RTB_MAX_HELD_NUMBERS", "-1"),
     ("RTB_SIP_IP_AUTH_TCP_ONLY", "yes"),
+    # Kamailio's dialog module refuses to start with a shorter interval.
+    ("RTB_SIP_KEEPALIVE_SECONDS", "29"), ("RTB_SIP_KEEPALIVE_FAILURES", "0"),
+    ("RTB_SIP_REPLY_SECONDS", "0"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -188,3 +192,15 @@ def test_the_callers_state(number, tags, state):
 def test_a_database_going_away_is_told_apart_from_a_refused_statement(code, unreachable):
     error = DBAPIError("SELECT 1", {}, pymysql.err.OperationalError(code, "message"))
     assert database_unreachable(error) is unreachable
+
+
+def test_topos_tables_are_made_once_with_nullable_text_columns(tmp_path):
+    settings = Settings.from_env({"RTB_VAR_DIR": str(tmp_path)})
+    prepare_topos(settings)
+    folder = topos_dir(settings)
+    assert (folder / "version").read_text().splitlines()[1:] == ["0:topos_d:2", "0:topos_t:2"]
+    columns = (folder / "topos_d").read_text().splitlines()[0].split()
+    assert "x_context(string,null)" in columns and "rectime(int)" in columns
+    (folder / "topos_d").write_text(columns[0] + "\n1:kept\n")
+    prepare_topos(settings)
+    assert (folder / "topos_d").read_text().endswith("1:kept\n")
