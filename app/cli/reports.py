@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
+
 from app import admin, pings, reports, reservations
 from app.cli import Context, emit, json_option, main
 from app.models import Reservation
