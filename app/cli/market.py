@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import click
+
 from app import admin
 from app.cli import Context, emit, json_option, main
 from app.models import PostbackKey, Target
