@@ -336,14 +336,19 @@ END //
 -- Add p_delta (1: a charge, -1: its release) to a target's counters for a
 -- settled charge confirmed at p_at (Unix time). A charge of a period before
 -- the row's is dropped (that period is over); one of a later period starts it.
+-- One older than any month that can still be current (32 days, whatever the
+-- zone) returns at once: deleting old history locks no counter.
 CREATE OR REPLACE PROCEDURE rtb_usage_charge(
   IN p_target INT UNSIGNED, IN p_at BIGINT, IN p_delta INT)
 MODIFIES SQL DATA
-BEGIN
+this_proc: BEGIN
   DECLARE v_at DATETIME DEFAULT '1970-01-01' + INTERVAL p_at SECOND;
   DECLARE v_zone VARCHAR(64);
   DECLARE v_local DATETIME;
   DECLARE v_hour, v_day, v_month DATETIME;
+  IF p_at < UNIX_TIMESTAMP() - 32 * 86400 THEN
+    LEAVE this_proc;
+  END IF;
   SELECT IF(CONVERT_TZ(v_at, '+00:00', timezone) IS NULL, '+00:00', timezone) INTO v_zone
     FROM targets WHERE id = p_target;
   SET v_local = CONVERT_TZ(v_at, '+00:00', v_zone);
