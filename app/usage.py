@@ -19,14 +19,12 @@ def drift(session: Session) -> list[dict[str, Any]]:
     """
     counted, recounted = target_usage.c, target_usage_recount.c
     rows = session.execute(
-        select(counted.target_id, *(counted[p] for p in PERIODS), *(recounted[p] for p in PERIODS))
+        select(counted.target_id, *(counted[p] for p in PERIODS),
+               *(recounted[p].label(f"recounted_{p}") for p in PERIODS))
         .join(target_usage_recount, recounted.target_id == counted.target_id)
         .where(or_(*(counted[p] != recounted[p] for p in PERIODS)))
-        .order_by(counted.target_id)).all()
-    return [{"target_id": row[0],
-             **{p: row[1 + n] for n, p in enumerate(PERIODS)},
-             **{f"recounted_{p}": row[1 + len(PERIODS) + n] for n, p in enumerate(PERIODS)}}
-            for row in rows]
+        .order_by(counted.target_id)).mappings().all()
+    return [dict(row) for row in rows]
 
 
 def repair(session: Session) -> int:
