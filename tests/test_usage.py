@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from app import usage
+from app.stack.mariadb import load_schema
 from app.models import target_usage
 from tests.test_market import hold_heavier, innodb_deadlocks, ping, target, wait_for_a_lock_wait
 
@@ -276,4 +277,18 @@ def test_deleting_history_takes_this_months_charges_off_and_waits_for_no_counter
                           {"t": m.target_id})
     locking.dispose()
     assert usage_of(sessions, m.target_id)[3] == 1
+    assert drift(sessions) == []
+
+
+def test_loading_schema_sql_into_a_database_without_counters_counts_them(client, market, engine,
+                                                                         database, sessions):
+    m = market(targets=[target(daily_cap=10)])
+    with engine.connect() as conn:
+        for _ in range(2):
+            assert claim(conn, ping(client, m.key)["uuid"]) == "claimed"
+        conn.execute(text("DELETE FROM target_usage_counts WHERE target_id = :t"),
+                     {"t": m.target_id})
+    assert usage_of(sessions, m.target_id)[2] == 0
+    load_schema(database.url("rtb"))
+    assert usage_of(sessions, m.target_id)[2] == 2
     assert drift(sessions) == []
