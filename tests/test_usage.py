@@ -39,6 +39,12 @@ def claim(conn, uuid: str) -> str:
     return conn.scalar(text("SELECT @r"))
 
 
+def claim_new(conn, client, key: str, count: int) -> None:
+    """Ping count times and claim each reservation, as its INVITE would."""
+    for _ in range(count):
+        assert claim(conn, ping(client, key)["uuid"]) == "claimed"
+
+
 def claim_any(conn, uuid: str) -> str:
     """The same, falling back to the reservation's other candidates."""
     conn.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
@@ -134,8 +140,7 @@ def test_a_charge_given_back_in_its_own_period_frees_the_cap(client, market, eng
 def test_a_new_time_zone_counts_the_targets_periods_again(client, market, engine, sessions):
     m = market(targets=[target(hourly_cap=5)])
     with engine.connect() as conn:
-        for _ in range(3):
-            assert claim(conn, ping(client, m.key)["uuid"]) == "claimed"
+        claim_new(conn, client, m.key, 3)
         # Half an hour off UTC: its hours start at other instants.
         conn.execute(text("UPDATE targets SET timezone = 'Asia/Kolkata' WHERE id = :t"),
                      {"t": m.target_id})
@@ -284,8 +289,7 @@ def test_loading_schema_sql_into_a_database_without_counters_counts_them(client,
                                                                          database, sessions):
     m = market(targets=[target(daily_cap=10)])
     with engine.connect() as conn:
-        for _ in range(2):
-            assert claim(conn, ping(client, m.key)["uuid"]) == "claimed"
+        claim_new(conn, client, m.key, 2)
         conn.execute(text("DELETE FROM target_usage_counts WHERE target_id = :t"),
                      {"t": m.target_id})
     assert usage_of(sessions, m.target_id)[2] == 0
