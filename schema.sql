@@ -116,7 +116,7 @@ CREATE TABLE IF NOT EXISTS reservations (
   INDEX reservations_key_live_idx (key_id, status, expires_at),
   INDEX reservations_pstn_idx (inbound_number, caller_number, status),
   INDEX reservations_target_live_idx (target_id, status, expires_at),
-  -- Covers the counts in target_usage: no row is read to count one.
+  -- Covers the counts in target_usage_recount: no row is read to count one.
   INDEX reservations_target_charged_idx (target_id, confirmed_at, status, expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
@@ -253,41 +253,82 @@ FROM reservations
 WHERE confirmed_at IS NOT NULL
   AND (status IN ('claimed', 'completed') OR (status = 'confirmed' AND expires_at > NOW()));
 
--- What each target has taken against its caps: `live` holds its
--- concurrency (confirmed and not expired, or a call not yet ended); the
--- others count the calls and confirmations charged in the current hour, day
--- and month of its time zone (named zones need the server's time zone
--- tables, which the private database loads; without them periods are taken
--- in UTC). A figure whose cap is not set reads 0 and is not counted: every
--- ping reads this view, and counting a month of a busy target costs. Read
--- with the session time zone at UTC. No stored function here: a statement
--- calling one reads with shared locks, and pings must not lock reservations.
+-- The current hour, day and month of each target's time zone, as UTC
+-- instants (named zones need the server's time zone tables, which the
+-- private database loads; without them periods are taken in UTC). Read
+-- with the session time zone at UTC.
+CREATE OR REPLACE VIEW target_periods AS
+SELECT target_id,
+       CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d %H:00:00'), zone, '+00:00') AS hour_start,
+       CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d 00:00:00'), zone, '+00:00') AS day_start,
+       CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-01 00:00:00'), zone, '+00:00') AS month_start
+FROM (SELECT id AS target_id, zone, CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', zone) AS local_now
+      FROM (SELECT id, IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', timezone) IS NULL,
+                          '+00:00', timezone) AS zone
+            FROM targets) zones) clocks;
+
+-- The truth the counters below are checked against (`rtbctl usage --check`):
+-- each target's charges in its current hour, day and month, counted from
+-- history. Costs a scan of the target's history; nothing on a ping reads it.
+CREATE OR REPLACE VIEW target_usage_recount AS
+SELECT p.target_id,
+       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+          AND r.confirmed_at >= p.hour_start) AS this_hour,
+       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+          AND r.confirmed_at >= p.day_start) AS today,
+       (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
+          AND r.confirmed_at >= p.month_start) AS this_month
+FROM target_periods p;
+
+-- A target's settled charges (reservations confirmed and then called:
+-- 'claimed' or 'completed') in the hour, day and month that start at
+-- hour_start, day_start and month_start (UTC). A period that has passed
+-- reads as 0. The triggers on reservations keep the row in step, in the
+-- transaction that changes a reservation, whichever statement does it.
+-- Charges still 'confirmed' are not in here: they stop counting the moment
+-- they expire, which no counter could follow without lagging behind the
+-- expiry sweep, so target_usage counts those live rows directly.
+CREATE TABLE IF NOT EXISTS target_usage_counts (
+  target_id INT UNSIGNED PRIMARY KEY,
+  hour_start DATETIME NOT NULL,
+  this_hour INT NOT NULL,
+  day_start DATETIME NOT NULL,
+  today INT NOT NULL,
+  month_start DATETIME NOT NULL,
+  this_month INT NOT NULL,
+  CONSTRAINT target_usage_counts_target_fk FOREIGN KEY (target_id) REFERENCES targets (id)
+    ON DELETE CASCADE
+) ENGINE=InnoDB;
+
+-- What each target has taken against its caps, reading a constant number of
+-- rows per target whatever its history: `live` holds its concurrency
+-- (confirmed and not expired, or a call not yet ended), counted through
+-- index ranges that hold only live rows; the others add the confirmations
+-- still live in each period to the counters' settled charges. Exact at every
+-- instant, equal to target_usage_recount. The live rows are read through
+-- the target's live index by force: left to choose, MariaDB may walk
+-- reservations_target_charged_idx through a month of charges instead.
+-- Read with the session time zone at UTC. No stored function here: a statement calling one reads with shared
+-- locks, and pings must not lock reservations.
 CREATE OR REPLACE VIEW target_usage AS
 SELECT p.target_id,
-       IF(p.concurrency_cap IS NULL, 0,
-          (SELECT COUNT(*) FROM reservations r
-            WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW())
-          + (SELECT COUNT(*) FROM calls c WHERE c.target_id = p.target_id AND c.ended_at IS NULL))
+       (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
+         WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW())
+       + (SELECT COUNT(*) FROM calls c WHERE c.target_id = p.target_id AND c.ended_at IS NULL)
          AS live,
-       IF(p.hourly_cap IS NULL, 0,
-          (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
-             AND r.confirmed_at >= p.hour_start)) AS this_hour,
-       IF(p.daily_cap IS NULL, 0,
-          (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
-             AND r.confirmed_at >= p.day_start)) AS today,
-       IF(p.monthly_cap IS NULL, 0,
-          (SELECT COUNT(*) FROM charged_reservations r WHERE r.target_id = p.target_id
-             AND r.confirmed_at >= p.month_start)) AS this_month
-FROM (SELECT target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap,
-             CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d %H:00:00'), zone, '+00:00') AS hour_start,
-             CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-%d 00:00:00'), zone, '+00:00') AS day_start,
-             CONVERT_TZ(DATE_FORMAT(local_now, '%Y-%m-01 00:00:00'), zone, '+00:00') AS month_start
-      FROM (SELECT target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap, zone,
-                   CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', zone) AS local_now
-            FROM (SELECT id AS target_id, concurrency_cap, hourly_cap, daily_cap, monthly_cap,
-                         IF(CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', timezone) IS NULL,
-                            '+00:00', timezone) AS zone
-                  FROM targets) zones) clocks) p;
+       IF(u.hour_start = p.hour_start, u.this_hour, 0)
+       + (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
+           WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW()
+             AND r.confirmed_at >= p.hour_start) AS this_hour,
+       IF(u.day_start = p.day_start, u.today, 0)
+       + (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
+           WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW()
+             AND r.confirmed_at >= p.day_start) AS today,
+       IF(u.month_start = p.month_start, u.this_month, 0)
+       + (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
+           WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW()
+             AND r.confirmed_at >= p.month_start) AS this_month
+FROM target_periods p LEFT JOIN target_usage_counts u ON u.target_id = p.target_id;
 
 DELIMITER //
 
@@ -300,6 +341,115 @@ BEGIN
   DECLARE v_digits VARCHAR(64) DEFAULT REGEXP_REPLACE(p_raw, '[^0-9]', '');
   RETURN LEFT(CONCAT('+', IF(LENGTH(v_digits) = 10 AND LOCATE('+', p_raw) = 0,
                              CONCAT('1', v_digits), v_digits)), 16);
+END //
+
+-- Add p_delta (1: a charge, -1: its release) to a target's counters for a
+-- settled charge confirmed at p_at (Unix time). A charge of a period before
+-- the row's is dropped (that period is over); one of a later period starts it.
+-- One older than any month that can still be current (32 days, whatever the
+-- zone) returns at once: deleting old history locks no counter.
+CREATE OR REPLACE PROCEDURE rtb_usage_charge(
+  IN p_target INT UNSIGNED, IN p_at BIGINT, IN p_delta INT)
+MODIFIES SQL DATA
+this_proc: BEGIN
+  DECLARE v_at DATETIME DEFAULT '1970-01-01' + INTERVAL p_at SECOND;
+  DECLARE v_zone VARCHAR(64);
+  DECLARE v_local DATETIME;
+  DECLARE v_hour, v_day, v_month DATETIME;
+  IF p_at < UNIX_TIMESTAMP() - 32 * 86400 THEN
+    LEAVE this_proc;
+  END IF;
+  SELECT IF(CONVERT_TZ(v_at, '+00:00', timezone) IS NULL, '+00:00', timezone) INTO v_zone
+    FROM targets WHERE id = p_target;
+  SET v_local = CONVERT_TZ(v_at, '+00:00', v_zone);
+  SET v_hour = CONVERT_TZ(DATE_FORMAT(v_local, '%Y-%m-%d %H:00:00'), v_zone, '+00:00'),
+      v_day = CONVERT_TZ(DATE_FORMAT(v_local, '%Y-%m-%d 00:00:00'), v_zone, '+00:00'),
+      v_month = CONVERT_TZ(DATE_FORMAT(v_local, '%Y-%m-01 00:00:00'), v_zone, '+00:00');
+  -- Each count is set before its start moves: MariaDB assigns left to right.
+  INSERT INTO target_usage_counts
+    VALUES (p_target, v_hour, GREATEST(p_delta, 0), v_day, GREATEST(p_delta, 0),
+            v_month, GREATEST(p_delta, 0))
+  ON DUPLICATE KEY UPDATE
+    this_hour = CASE WHEN hour_start = v_hour THEN this_hour + p_delta
+                     WHEN hour_start < v_hour THEN GREATEST(p_delta, 0) ELSE this_hour END,
+    hour_start = GREATEST(hour_start, v_hour),
+    today = CASE WHEN day_start = v_day THEN today + p_delta
+                 WHEN day_start < v_day THEN GREATEST(p_delta, 0) ELSE today END,
+    day_start = GREATEST(day_start, v_day),
+    this_month = CASE WHEN month_start = v_month THEN this_month + p_delta
+                      WHEN month_start < v_month THEN GREATEST(p_delta, 0) ELSE this_month END,
+    month_start = GREATEST(month_start, v_month);
+END //
+
+-- Rewrite a target's counters from history, in the caller's transaction
+-- (`rtbctl usage --repair`, and a change of the target's time zone). The
+-- row is locked before counting: a change in flight either committed before
+-- the count, which reads committed rows, or adds itself to the row after.
+CREATE OR REPLACE PROCEDURE rtb_usage_recount(IN p_target INT UNSIGNED)
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_hour, v_day, v_month DATETIME;
+  DECLARE v_this_hour, v_today, v_this_month INT;
+  INSERT IGNORE INTO target_usage_counts
+    SELECT target_id, hour_start, 0, day_start, 0, month_start, 0
+      FROM target_periods WHERE target_id = p_target;
+  SELECT p.hour_start, p.day_start, p.month_start INTO v_hour, v_day, v_month
+    FROM target_usage_counts u JOIN target_periods p ON p.target_id = u.target_id
+   WHERE u.target_id = p_target FOR UPDATE;
+  SELECT COUNT(*), SUM(confirmed_at >= v_day), SUM(confirmed_at >= v_hour)
+    INTO v_this_month, v_today, v_this_hour
+    FROM reservations WHERE target_id = p_target AND confirmed_at >= v_month
+     AND status IN ('claimed', 'completed');
+  UPDATE target_usage_counts
+     SET hour_start = v_hour, this_hour = IFNULL(v_this_hour, 0), day_start = v_day,
+         today = IFNULL(v_today, 0), month_start = v_month, this_month = v_this_month
+   WHERE target_id = p_target;
+END //
+
+-- The counters follow every change to a settled charge (status 'claimed' or
+-- 'completed', confirmed_at set), whichever procedure or statement makes it:
+-- rtb_confirm's claims, a call that fails and gives its reservation back,
+-- the expiry sweep, a bulk load of history. Confirming alone settles
+-- nothing: target_usage counts live confirmations itself.
+CREATE OR REPLACE TRIGGER reservations_usage_insert AFTER INSERT ON reservations FOR EACH ROW
+  IF NEW.confirmed_at IS NOT NULL AND NEW.status IN ('claimed', 'completed') THEN
+    CALL rtb_usage_charge(NEW.target_id, UNIX_TIMESTAMP(NEW.confirmed_at), 1);
+  END IF //
+
+CREATE OR REPLACE TRIGGER reservations_usage_update AFTER UPDATE ON reservations FOR EACH ROW
+BEGIN
+  DECLARE v_was BOOLEAN DEFAULT OLD.confirmed_at IS NOT NULL
+                                AND OLD.status IN ('claimed', 'completed');
+  DECLARE v_is BOOLEAN DEFAULT NEW.confirmed_at IS NOT NULL
+                               AND NEW.status IN ('claimed', 'completed');
+  IF NOT (v_was AND v_is AND OLD.target_id = NEW.target_id
+          AND OLD.confirmed_at = NEW.confirmed_at) THEN
+    IF v_was THEN
+      CALL rtb_usage_charge(OLD.target_id, UNIX_TIMESTAMP(OLD.confirmed_at), -1);
+    END IF;
+    IF v_is THEN
+      CALL rtb_usage_charge(NEW.target_id, UNIX_TIMESTAMP(NEW.confirmed_at), 1);
+    END IF;
+  END IF;
+END //
+
+CREATE OR REPLACE TRIGGER reservations_usage_delete AFTER DELETE ON reservations FOR EACH ROW
+  IF OLD.confirmed_at IS NOT NULL AND OLD.status IN ('claimed', 'completed') THEN
+    CALL rtb_usage_charge(OLD.target_id, UNIX_TIMESTAMP(OLD.confirmed_at), -1);
+  END IF //
+
+-- A new time zone moves the target's periods: count them again.
+CREATE OR REPLACE TRIGGER targets_usage_zone AFTER UPDATE ON targets FOR EACH ROW
+  IF NOT OLD.timezone <=> NEW.timezone THEN
+    CALL rtb_usage_recount(NEW.id);
+  END IF //
+
+-- A database from before the counters: count what its targets have used.
+BEGIN NOT ATOMIC
+  SET time_zone = '+00:00';
+  FOR t IN (SELECT id FROM targets WHERE id NOT IN (SELECT target_id FROM target_usage_counts)) DO
+    CALL rtb_usage_recount(t.id);
+  END FOR;
 END //
 
 -- Confirm a reservation, charging a target's caps, and with p_claim also

@@ -161,12 +161,31 @@ class Ping(Base):
     duration_ms: Mapped[Decimal] = mapped_column(Numeric(10, 3))
 
 
-# A view (schema.sql): what each target has taken against its caps.
-target_usage = Table(
-    "target_usage", Base.metadata,
-    Column("target_id", Integer, primary_key=True),
-    *(Column(name, BigInteger, nullable=False) for name in ("live", "this_hour", "today", "this_month")),
-)
+class TargetUsageCount(Base):
+    """A target's settled charges in its current periods; kept by schema.sql's triggers."""
+
+    __tablename__ = "target_usage_counts"
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"), primary_key=True)
+    hour_start: Mapped[timestamp]
+    this_hour: Mapped[int]
+    day_start: Mapped[timestamp]
+    today: Mapped[int]
+    month_start: Mapped[timestamp]
+    this_month: Mapped[int]
+
+
+PERIODS = ("this_hour", "today", "this_month")
+
+
+def _usage_view(name: str, *figures: str) -> Table:
+    return Table(name, Base.metadata, Column("target_id", Integer, primary_key=True),
+                 *(Column(figure, BigInteger, nullable=False) for figure in figures))
+
+
+# Views (schema.sql): what each target has taken against its caps, from the
+# counters, and the same periods counted again from history.
+target_usage = _usage_view("target_usage", "live", *PERIODS)
+target_usage_recount = _usage_view("target_usage_recount", *PERIODS)
 
 
 class Subscriber(Base):

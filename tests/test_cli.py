@@ -222,3 +222,23 @@ def test_a_key_prefix_of_digits_only_is_still_a_prefix(rtbctl, sessions):
         db.commit()
     assert as_json(rtbctl("key", "edit", "12345678", "--ttl", "45", "--json"))["id"] == made["id"]
     assert as_json(rtbctl("key", "edit", str(made["id"]), "--ttl", "40", "--json"))["ttl"] == 40
+
+
+def test_usage_check_prints_a_drifted_target_and_repair_rewrites_it(rtbctl, client, market,
+                                                                      sessions):
+    m = market(targets=[{"hourly_cap": 10}], auto_confirm=True)
+    assert client.post("/rtbs.json", query_string={"key": m.key}).get_json()["rtb"]["status"] \
+        == "confirmed"
+    with sessions() as db:
+        db.execute(text("CALL rtb_usage_recount(:t)"), {"t": m.target_id})
+        db.execute(text("UPDATE target_usage_counts SET this_hour = this_hour + 3, today = 7"
+                        " WHERE target_id = :t"), {"t": m.target_id})
+        db.commit()
+    done = rtbctl("usage", "--check", "--json", ok=False)
+    assert done.returncode == 1
+    assert json.loads(done.stdout) == [{
+        "target_id": m.target_id, "this_hour": 4, "today": 8, "this_month": 1,
+        "recounted_this_hour": 1, "recounted_today": 1, "recounted_this_month": 1}]
+    assert "target_id=" in rtbctl("usage", ok=False).stdout
+    assert as_json(rtbctl("usage", "--repair", "--json"))["repaired_targets"] >= 1
+    assert rtbctl("usage", "--check").stdout == ""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, func, select, text, update
 
-from app import admin, create_app, pings
+from app import admin, create_app, pings, usage
 from app.models import Reservation
 from app.settings import PingLimits
 from app.targeting import DAYS
@@ -124,8 +124,10 @@ def test_a_confirm_after_the_target_filled_up_is_no_target(client, market):
         "rtb": {"uuid": second["uuid"], "status": "no-target"}}
 
 
-def test_fifty_parallel_confirms_against_a_cap_of_five_confirm_exactly_five(app, market, sessions):
-    m = market(targets=[target(concurrency_cap=5)])
+@pytest.mark.parametrize("cap", ["concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap"])
+def test_fifty_parallel_confirms_against_a_cap_of_five_confirm_exactly_five(app, market, sessions,
+                                                                            cap):
+    m = market(targets=[target(**{cap: 5})])
     uuids = [ping(app.test_client(), m.key)["uuid"] for _ in range(50)]
 
     def confirm_one(uuid):
@@ -138,6 +140,7 @@ def test_fifty_parallel_confirms_against_a_cap_of_five_confirm_exactly_five(app,
     with sessions() as db:
         confirmed = db.scalar(select(func.count()).where(
             Reservation.target_id == m.target_id, Reservation.status == "confirmed"))
+        assert usage.drift(db) == []
     assert confirmed == 5
 
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from app import usage
 from app.models import Reservation
 from tests.sip import dial
 
@@ -77,10 +78,11 @@ def test_a_call_with_every_buyer_full_gets_486(client, market, buyers, edge, wor
     assert row(sessions, refused).status == "reserved"
 
 
+@pytest.mark.parametrize("cap", ["concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap"])
 def test_twenty_parallel_invites_against_a_cap_of_three_relay_exactly_three(
-        client, market, buyers, edge, workdir, sessions):
+        client, market, buyers, edge, workdir, sessions, cap):
     b = buyers(calls=20)
-    m = market(targets=[{"sip_uri": b.uri, "concurrency_cap": 3}])
+    m = market(targets=[{"sip_uri": b.uri, cap: 3}])
     uuids = [reserve(client, m.key) for _ in range(20)]
     burst = dial(workdir, edge, uuids, source_ip=m.ip, rate=100000, hold_ms=3000)
     assert (burst.successful, burst.failed) == (3, 17), burst.log
@@ -88,6 +90,7 @@ def test_twenty_parallel_invites_against_a_cap_of_three_relay_exactly_three(
     assert b.received().count("X-RTB-Reservation:") == 3
     with sessions() as db:
         statuses = db.scalars(select(Reservation.status).where(Reservation.uuid.in_(uuids))).all()
+        assert usage.drift(db) == []
     assert statuses.count("completed") == 3
 
 

@@ -1,7 +1,8 @@
 """Upgrades in place: schema.sql builds a new database; Alembic revisions
 (versions/) change the tables and indexes of an existing one; then
-schema.sql's views and routines are replaced whole, as Flyway's repeatable
-migrations are, so their bodies live in schema.sql alone.
+schema.sql's views and routines are replaced whole, and its idempotent
+BEGIN NOT ATOMIC blocks run again, as Flyway's repeatable migrations are, so
+their bodies live in schema.sql alone.
 
 A database made before Alembic (the app's tables, no alembic_version) is
 taken to be the previous release's, BASELINE, and upgraded from there.
@@ -28,7 +29,10 @@ GRANTS = PROJECT_DIR / "grants.sql"
 BASELINE = "0001"
 # A table every release has had: its presence tells an old database from an empty one.
 APP_TABLE = "reservations"
-REPEATABLE = re.compile(r"CREATE\s+OR\s+REPLACE\s+(VIEW|FUNCTION|PROCEDURE|TRIGGER)\b", re.I)
+# Run again after every upgrade: what schema.sql replaces whole, and its
+# idempotent blocks (BEGIN NOT ATOMIC) that fill in what a new table needs.
+REPEATABLE = re.compile(r"CREATE\s+OR\s+REPLACE\s+(VIEW|FUNCTION|PROCEDURE|TRIGGER)\b"
+                        r"|BEGIN\s+NOT\s+ATOMIC\b", re.I)
 # How long an upgrade waits for another one of the same database to finish.
 LOCK_SECONDS = 120
 

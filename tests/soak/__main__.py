@@ -2,9 +2,10 @@
 calls against an instance of its own, with Kamailio restarted halfway.
 Prints the totals and ends with one line for scripts:
 
-  soak: pings=N reservations=N calls=N completed=N lost=0 double_claims=0 overbooked=0 errors_5xx=0
+  soak: pings=N reservations=N calls=N completed=N lost=0 double_claims=0 overbooked=0
+        errors_5xx=0 counter_drift=0
 
-and exits 1 when any of the last four is not zero. README: "Soak".
+and exits 1 when any of the last five is not zero. README: "Soak".
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from app import usage
 from tests.polling import eventually
 from tests.private_stack import PrivateStack
 from tests.soak.load import Record
@@ -20,11 +21,14 @@ def totals(stack: PrivateStack, record: Record) -> dict[str, int]:
     """lost: calls a caller saw complete (200, then 200 to its BYE) without a
     completed call record; double_claims: reservations connected more than
     once, by the records or by the callers; overbooked: targets seen over a
-    cap; errors_5xx: HTTP answers 5xx, or none at all."""
+    cap; errors_5xx: HTTP answers 5xx, or none at all; counter_drift: targets
+    whose usage counters differ from a recount from history."""
     eventually(lambda: stack.rows(OPEN_CALLS)[0][0] == 0, 20, interval=0.5)
     recorded = {uuid for (uuid,) in stack.rows(COMPLETED)}
     seen_twice = {uuid for uuid, n in Counter(record.completed).items() if n > 1}
     twice = {uuid for (uuid,) in stack.rows(CONNECTED_TWICE)} | seen_twice
+    with stack.sessions() as db:
+        drifted = usage.drift(db)
     [(calls, completed)] = stack.rows(
         "SELECT COUNT(*), SUM(answered_at IS NOT NULL AND ended_at IS NOT NULL) FROM calls")
     return {
@@ -36,10 +40,11 @@ def totals(stack: PrivateStack, record: Record) -> dict[str, int]:
         "double_claims": len(twice),
         "overbooked": len(record.over_cap),
         "errors_5xx": len(record.errors_5xx),
+        "counter_drift": len(drifted),
     }
 
 
-MUST_BE_ZERO = ("lost", "double_claims", "overbooked", "errors_5xx")
+MUST_BE_ZERO = ("lost", "double_claims", "overbooked", "errors_5xx", "counter_drift")
 
 
 def report(counts: dict[str, int], record: Record) -> str:
