@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from app import usage
-from app.stack.mariadb import load_schema
+from app.stack.mariadb import upgrade_schema
 from app.models import target_usage
 from tests.test_market import hold_heavier, innodb_deadlocks, ping, target, wait_for_a_lock_wait
 
@@ -32,11 +32,22 @@ def engine(database):
     made.dispose()
 
 
-def claim(conn, uuid: str) -> str:
-    """rtb_confirm as Kamailio runs it for an INVITE: confirm and claim, the uuid as Call-ID."""
-    conn.execute(text("CALL rtb_confirm(:u, NULL, TRUE, FALSE, :u, '127.0.0.1', 'sip', @r, @d)"),
-                 {"u": uuid})
+def owner(conn, uuid: str) -> int:
+    return conn.scalar(text("SELECT publisher_id FROM reservations WHERE uuid = :u"), {"u": uuid})
+
+
+def confirm(conn, uuid: str, claim: bool, fallback: bool) -> str:
+    """rtb_confirm as Kamailio runs it for an INVITE (claim: the uuid as
+    Call-ID), or as the app runs it for a confirm, for the reservation's owner."""
+    conn.execute(text("CALL rtb_confirm(:u, :p, :claim, :fallback, IF(:claim, :u, NULL),"
+                      " '127.0.0.1', 'sip', @r, @d, @c, @t)"),
+                 {"u": uuid, "p": owner(conn, uuid), "claim": claim, "fallback": fallback})
     return conn.scalar(text("SELECT @r"))
+
+
+def claim(conn, uuid: str) -> str:
+    """Confirm and claim, with the reservation's own target alone."""
+    return confirm(conn, uuid, claim=True, fallback=False)
 
 
 def claim_new(conn, client, key: str, count: int) -> None:
@@ -47,19 +58,20 @@ def claim_new(conn, client, key: str, count: int) -> None:
 
 def claim_any(conn, uuid: str) -> str:
     """The same, falling back to the reservation's other candidates."""
-    conn.execute(text("CALL rtb_confirm(:u, NULL, TRUE, TRUE, :u, '127.0.0.1', 'sip', @r, @d)"),
-                 {"u": uuid})
-    return conn.scalar(text("SELECT @r"))
+    return confirm(conn, uuid, claim=True, fallback=True)
 
 
 def confirm_only(conn, uuid: str) -> str:
-    conn.execute(text("CALL rtb_confirm(:u, NULL, FALSE, FALSE, NULL, NULL, NULL, @r, @d)"),
-                 {"u": uuid})
-    return conn.scalar(text("SELECT @r"))
+    return confirm(conn, uuid, claim=False, fallback=False)
 
 
 def call_event(conn, uuid: str, event: str, code: int = 200) -> None:
-    conn.execute(text("CALL rtb_call_event(:u, :e, :c, NULL)"), {"u": uuid, "e": event, "c": code})
+    """An event of the reservation's latest call, named as its claim named it."""
+    call, token = conn.execute(text(
+        "SELECT c.id, c.token FROM calls c JOIN reservations r ON r.id = c.reservation_id"
+        " WHERE r.uuid = :u ORDER BY c.id DESC LIMIT 1"), {"u": uuid}).one()
+    conn.execute(text("CALL rtb_call_event(:call, :token, :e, :c, NULL)"),
+                 {"call": call, "token": token, "e": event, "c": code})
 
 
 def retried(step, *args):
@@ -285,7 +297,7 @@ def test_deleting_history_takes_this_months_charges_off_and_waits_for_no_counter
     assert drift(sessions) == []
 
 
-def test_loading_schema_sql_into_a_database_without_counters_counts_them(client, market, engine,
+def test_an_upgrade_counts_the_targets_that_have_no_counters(client, market, engine,
                                                                          database, sessions):
     m = market(targets=[target(daily_cap=10)])
     with engine.connect() as conn:
@@ -293,6 +305,6 @@ def test_loading_schema_sql_into_a_database_without_counters_counts_them(client,
         conn.execute(text("DELETE FROM target_usage_counts WHERE target_id = :t"),
                      {"t": m.target_id})
     assert usage_of(sessions, m.target_id)[2] == 0
-    load_schema(database.url("rtb"))
+    upgrade_schema(database.url("rtb"))
     assert usage_of(sessions, m.target_id)[2] == 2
     assert drift(sessions) == []
