@@ -473,16 +473,21 @@ BEGIN
   IF p_publisher IS NULL THEN
     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'rtb_confirm: no publisher';
   END IF;
-  CALL rtb_retried(CONCAT_WS(', ', CONCAT('CALL rtb_confirm_once(', QUOTE(p_uuid)), p_publisher,
-                             QUOTE(p_claim), QUOTE(p_fallback), QUOTE(p_call_id), QUOTE(p_from),
-                             QUOTE(p_via), '@rtb_r, @rtb_d, @rtb_c, @rtb_t)'));
-  SET p_result = @rtb_r, p_destination = @rtb_d, p_call = @rtb_c, p_token = @rtb_t;
+  SET @confirm_uuid = p_uuid, @confirm_publisher = p_publisher, @confirm_claim = p_claim,
+      @confirm_fallback = p_fallback, @confirm_call_id = p_call_id, @confirm_from = p_from,
+      @confirm_via = p_via;
+  CALL rtb_retried('CALL rtb_confirm_once(@confirm_uuid, @confirm_publisher, @confirm_claim,
+    @confirm_fallback, @confirm_call_id, @confirm_from, @confirm_via,
+    @confirm_result, @confirm_destination, @confirm_call, @confirm_token)');
+  SET p_result = @confirm_result, p_destination = @confirm_destination, p_call = @confirm_call,
+      p_token = @confirm_token;
 END //
 
 -- Run p_statement (one transaction, rolled back whole on error); when InnoDB
 -- picks it as a deadlock's victim (with another claim, or the expiry sweep),
--- run it again, up to three times, rather than fail back to Kamailio. Each
--- argument in p_statement is a number or QUOTE()d.
+-- run it again, up to three times, rather than fail back to Kamailio.
+-- p_statement is a constant CALL; the caller passes its arguments in session
+-- variables, so no value is ever spliced into SQL.
 CREATE OR REPLACE PROCEDURE rtb_retried(IN p_statement TEXT)
 MODIFIES SQL DATA
 BEGIN
@@ -659,9 +664,10 @@ CREATE OR REPLACE PROCEDURE rtb_call_event(
   IN p_code SMALLINT UNSIGNED, IN p_at DECIMAL(16, 6))
 MODIFIES SQL DATA
 BEGIN
-  CALL rtb_retried(CONCAT_WS(', ', CONCAT('CALL rtb_call_event_once(', IFNULL(p_call, 'NULL')),
-                             QUOTE(p_token), QUOTE(p_event), IFNULL(p_code, 'NULL'),
-                             CONCAT(IFNULL(p_at, 'NULL'), ')')));
+  SET @event_call = p_call, @event_token = p_token, @event_name = p_event, @event_code = p_code,
+      @event_at = p_at;
+  CALL rtb_retried('CALL rtb_call_event_once(@event_call, @event_token, @event_name, @event_code,
+    @event_at)');
 END //
 
 -- One attempt of rtb_call_event(), in one transaction.
