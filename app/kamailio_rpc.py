@@ -70,6 +70,9 @@ class KamailioRPC:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     answer = json.load(response)
             except urllib.error.HTTPError as fault:
+                # The cfg's own refusals (403 without the secret) are plain text.
+                if fault.headers.get_content_type() != "application/json":
+                    raise RPCError(f"{method}: HTTP {fault.code} {fault.reason}") from None
                 # jsonrpcs sends a fault's code as the HTTP status, with a JSON body.
                 answer = json.load(fault)
         except (OSError, ValueError) as error:

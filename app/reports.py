@@ -1,4 +1,7 @@
-"""What an operator looks at: pings, reservations and calls over a period."""
+"""What an operator looks at: pings, reservations and calls over a period.
+
+Reads only: nothing here writes, so nothing here commits.
+"""
 
 from __future__ import annotations
 

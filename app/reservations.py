@@ -235,8 +235,8 @@ def _holding(session: Session, key: PostbackKey, now: datetime) -> int:
     until commit (locking the key's own row here could deadlock with the
     foreign key check of that row's first insert)."""
     return session.scalar(select(func.count()).where(
-        Reservation.key_id == key.id, Reservation.inbound_number.is_not(None), Reservation.status.in_(ON_A_NUMBER),
-        Reservation.expires_at > now))
+        Reservation.key_id == key.id, Reservation.inbound_number.is_not(None),
+        Reservation.status.in_(ON_A_NUMBER), Reservation.expires_at > now))
 
 
 def htable_value(reservation: Reservation) -> str:

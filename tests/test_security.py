@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from app.kamailio_rpc import SECRET_HEADER, rpc_secret
+from app.kamailio_rpc import SECRET_HEADER, KamailioRPC, RPCError, rpc_secret
 from app.stack.kamailio import SECRETS, run_dir
 from tests.rtbctl import run_json
 
@@ -51,6 +51,13 @@ def test_json_rpc_from_loopback_without_the_secret_is_403(settings, kamailio, se
                       params=("rsv",)) == 403
     assert rpc_status(settings, "127.0.0.1", secret=rpc_secret(settings.rpc_secret_file),
                       method="htable.dump", params=("rsv",)) == 200
+
+
+def test_the_rpc_client_with_a_wrong_secret_is_told_403(settings, kamailio, tmp_path):
+    wrong = KamailioRPC(settings.rpc_url, tmp_path / "another-secret", timeout=2)
+    with pytest.raises(RPCError, match="HTTP 403"):
+        wrong.call("core.version")
+    assert KamailioRPC.for_settings(settings, timeout=2).call("core.version")
 
 
 def test_the_json_rpc_secret_is_made_once_and_readable_by_its_owner_alone(settings, kamailio):

@@ -15,8 +15,10 @@ from sqlalchemy.exc import DBAPIError
 
 from app import targeting
 from app.credentials import ha1, key_hash
+from app.domain_errors import Invalid
 from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
+from app.pings import check_tags
 from app.settings import PingLimits, Settings, SettingsError
 from app.stack.kamailio import prepare_topos, topos_dir
 from tests.sip import publisher_scenario
@@ -204,3 +206,14 @@ def test_topos_tables_are_made_once_with_nullable_text_columns(tmp_path):
     (folder / "topos_d").write_text(columns[0] + "\n1:kept\n")
     prepare_topos(settings)
     assert (folder / "topos_d").read_text().endswith("1:kept\n")
+
+
+def test_tags_at_their_limits_pass_and_one_more_of_anything_is_invalid_tag():
+    limits = PingLimits(tags=2, tag_name_chars=3, tag_value_chars=4)
+    check_tags({"abc": "wxyz", "n": 1234}, limits)
+    check_tags({"t": True, "u": None}, limits)
+    for tags in ({"a": 1, "b": 2, "c": 3}, {"abcd": 1}, {"a": "vwxyz"}, {"a": 12345},
+                 {"a": {}}, {"a": []}):
+        with pytest.raises(Invalid) as refused:
+            check_tags(tags, limits)
+        assert refused.value.code == "invalid_tag"
