@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
@@ -161,8 +161,8 @@ def test_a_forged_ack_while_the_buyer_rings_records_no_answer(
     m = market(b.uri)
     uuid = reserve(client, m.key)
     caller = callers(m.ip, uuid)
-    dialling = threading.Thread(target=caller.invite)
-    dialling.start()
+    pool = ThreadPoolExecutor(1)
+    dialling = pool.submit(caller.invite)
     assert b.messages_wait_for(uuid)
     # The buyer saw the Call-ID; the tags are made up.
     forged = caller.message("ACK", 1, to_tag="madeup", from_tag="madeup", routes=[edge_route(edge)])
@@ -171,7 +171,8 @@ def test_a_forged_ack_while_the_buyer_rings_records_no_answer(
         third_party.sendto(forged, edge)
     time.sleep(1)
     assert call_of(sessions, uuid)[0] is None
-    dialling.join(30)
+    assert dialling.result(timeout=30) == 200
+    pool.shutdown()
     caller.ack()
     assert_ends_right(caller, b, sessions, uuid)
 
