@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import reservations
@@ -19,10 +20,32 @@ from app.models import Ping, PostbackKey
 from app.reservations import Rejection, Reserved
 from app.settings import PingLimits
 
+DEADLOCK = 1213
+# How often in all a ping chosen as a deadlock's victim is tried.
+DEADLOCK_TRIES = 3
+
 
 def ping(session: Session, key: PostbackKey, caller_number: str | None, tags: dict[str, Any],
          started: float, limits: PingLimits = PingLimits()) -> Reserved | Rejection:
-    """Reserve (and, for auto-confirm keys, confirm), log the ping, commit."""
+    """Reserve (and, for auto-confirm keys, confirm), log the ping, commit.
+
+    InnoDB may pick the ping as a deadlock's victim (its foreign key checks
+    share-lock the target a concurrent claim is locking): the transaction is
+    rolled back whole, and tried again, as the procedures do.
+    """
+    attempt = 1
+    while True:
+        try:
+            return _ping_once(session, key, caller_number, tags, started, limits)
+        except OperationalError as error:
+            if attempt == DEADLOCK_TRIES or not error.orig or error.orig.args[0] != DEADLOCK:
+                raise
+            session.rollback()
+            attempt += 1
+
+
+def _ping_once(session: Session, key: PostbackKey, caller_number: str | None,
+               tags: dict[str, Any], started: float, limits: PingLimits) -> Reserved | Rejection:
     try:
         check_tags(tags, limits)
         caller = reservations.normalise_caller(caller_number, key)

@@ -358,3 +358,25 @@ def test_a_call_event_caught_in_a_deadlock_is_tried_again(app, market, database)
                                "ON r.id = c.reservation_id WHERE r.uuid = :u"), {"u": uuid}).all() \
             == [(200, "completed")]
     engine.dispose()
+
+
+def test_a_ping_caught_in_a_deadlock_is_tried_again(app, market, database):
+    """A ping holds its key's rate window, then share-locks its target to
+    insert the reservation (a foreign key check). A heavier transaction holding
+    the target and then asking for the rate window deadlocks with it; the ping,
+    rolled back whole, is tried again and reserves, instead of answering 500."""
+    m = market()
+    ping(app.test_client(), m.key)
+    engine = create_engine(database.url("rtb"), isolation_level="READ COMMITTED")
+    before = innodb_deadlocks(database)
+    with engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        hold_heavier(other)
+        other.execute(text("SELECT id FROM targets WHERE id = :t FOR UPDATE"), {"t": m.target_id})
+        answer = pool.submit(ping, app.test_client(), m.key)
+        wait_for_a_lock_wait(database)
+        other.execute(text("SELECT key_id FROM key_rate_windows WHERE key_id = :k FOR UPDATE"),
+                      {"k": m.key_id})
+        other.rollback()
+        assert answer.result(timeout=30)["status"] == "reserved"
+    assert innodb_deadlocks(database) == before + 1
+    engine.dispose()
