@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from app import usage
 from app.stack.mariadb import upgrade_schema
 from app.models import target_usage
+from tests.polling import eventually
 from tests.test_market import hold_heavier, innodb_deadlocks, ping, target, wait_for_a_lock_wait
 
 ZONE = "America/New_York"
@@ -192,7 +193,7 @@ def test_reading_a_targets_usage_reads_none_of_its_history(market, engine, sessi
 def test_counters_equal_a_recount_after_concurrent_pings_confirms_calls_and_sweeps(
         app, market, engine, sessions):
     """Eight workers ping, confirm, claim, answer, end and fail calls on four
-    capped targets for a few seconds while the expiry sweep runs, as Kamailio
+    capped targets until some twenty calls are done, while the expiry sweep runs, as Kamailio
     runs it; then the counters equal a recount from history."""
     m = market(targets=[target("20", concurrency_cap=3), target("15", hourly_cap=40),
                         target("12", daily_cap=60), target("10", monthly_cap=1000)], ttl=2)
@@ -232,7 +233,8 @@ def test_counters_equal_a_recount_after_concurrent_pings_confirms_calls_and_swee
     threads.append(threading.Thread(target=sweep))
     for thread in threads:
         thread.start()
-    time.sleep(6)
+    # Enough calls to mix every step, however loaded the machine; bounded in time.
+    eventually(lambda: len(done) > 20, 120)
     halt.set()
     for thread in threads:
         thread.join(60)
