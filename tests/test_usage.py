@@ -296,3 +296,28 @@ def test_loading_schema_sql_into_a_database_without_counters_counts_them(client,
     load_schema(database.url("rtb"))
     assert usage_of(sessions, m.target_id)[2] == 2
     assert drift(sessions) == []
+
+
+@pytest.mark.parametrize("cap", ["hourly_cap", "daily_cap", "monthly_cap"])
+def test_parallel_claims_either_side_of_a_period_start_fill_each_period_exactly(
+        client, market, database, sessions, cap):
+    """20 INVITEs' claims at once, half a second before the period starts and
+    half a second after (each in a session whose NOW() says so), against a cap
+    of 3: each period takes exactly 3, whichever order the locks are granted."""
+    m = market(targets=[target(**{cap: 3}, timezone=ZONE)], ttl=600)
+    uuids = [ping(client, m.key)["uuid"] for _ in range(20)]
+    start = period_start(cap, ZONE, datetime.now(UTC)).timestamp()
+    engine = create_engine(database.url("rtb"), isolation_level="AUTOCOMMIT", pool_size=20)
+
+    def claim_at(n: int) -> tuple[bool, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SET timestamp = :t"), {"t": start + (0.5 if n % 2 else -0.5)})
+            return n % 2 == 1, retried(claim, conn, uuids[n])
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(claim_at, range(20)))
+    engine.dispose()
+    assert [after for after, result in results if result == "claimed"].count(False) == 3
+    assert [after for after, result in results if result == "claimed"].count(True) == 3
+    assert usage_of(sessions, m.target_id)[1 + ["hourly_cap", "daily_cap", "monthly_cap"].index(cap)] == 3
+    assert drift(sessions) == []
