@@ -302,8 +302,9 @@ CREATE TABLE IF NOT EXISTS target_usage_counts (
 -- instant, equal to target_usage_recount. The live rows are read through
 -- the target's live index by force: left to choose, MariaDB may walk
 -- reservations_target_charged_idx through a month of charges instead.
--- Read with the session time zone at UTC. No stored function here: a statement calling one reads with shared
--- locks, and pings must not lock reservations.
+-- Read with the session time zone at UTC. No stored function here: a
+-- statement calling one reads with shared locks, and pings must not lock
+-- reservations.
 CREATE OR REPLACE VIEW target_usage AS
 SELECT p.target_id,
        (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
@@ -379,8 +380,9 @@ this_proc: BEGIN
 END //
 
 -- Rewrite a target's counters for its current periods from history, in the
--- caller's transaction (`rtbctl usage --repair`, and a change of the
--- target's time zone), and drop its rows of periods over for 32 days. The
+-- caller's transaction and a session at UTC (`rtbctl usage --repair`, and a
+-- change of the target's time zone), and drop its rows of periods over for
+-- 32 days. The
 -- rows are locked before counting: a change in flight either committed
 -- before the count, which reads committed rows, or adds itself after.
 CREATE OR REPLACE PROCEDURE rtb_usage_recount(IN p_target INT UNSIGNED)
@@ -409,9 +411,11 @@ END //
 
 -- The counters follow every change to a settled charge (status 'claimed' or
 -- 'completed', confirmed_at set), whichever procedure or statement makes it:
--- rtb_confirm's claims, a call that fails and gives its reservation back,
--- the expiry sweep, a bulk load of history. Confirming alone settles
--- nothing: target_usage counts live confirmations itself.
+-- rtb_confirm's claims, a call that fails and gives its reservation back, a
+-- bulk load or deletion of history. Confirming alone settles nothing
+-- (target_usage counts live confirmations itself), nor does the expiry
+-- sweep, which only takes 'claimed' to 'completed' or unsettled rows to
+-- 'expired'.
 CREATE OR REPLACE TRIGGER reservations_usage_insert AFTER INSERT ON reservations FOR EACH ROW
   IF NEW.confirmed_at IS NOT NULL AND NEW.status IN ('claimed', 'completed') THEN
     CALL rtb_usage_charge(NEW.target_id, UNIX_TIMESTAMP(NEW.confirmed_at), 1);
