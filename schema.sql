@@ -281,21 +281,23 @@ SELECT p.target_id,
 FROM target_periods p;
 
 -- A target's settled charges (reservations confirmed and then called:
--- 'claimed' or 'completed') in the hour, day and month that start at
--- hour_start, day_start and month_start (UTC). A period that has passed
--- reads as 0. The triggers on reservations keep the row in step, in the
--- transaction that changes a reservation, whichever statement does it.
+-- 'claimed' or 'completed') per period: `period` is 'h', 'd' or 'm', the
+-- hour, day or month of the target's time zone that starts at starts_at
+-- (UTC). The triggers on reservations keep the rows in step, in the
+-- transaction that changes a reservation, whichever statement does it. A row
+-- per period, not one per target overwritten when a period ends: a claim
+-- whose statement began just before the hour, granted the target's lock just
+-- after a claim of the new hour, still reads and charges its own hour.
 -- Charges still 'confirmed' are not in here: they stop counting the moment
 -- they expire, which no counter could follow without lagging behind the
 -- expiry sweep, so target_usage counts those live rows directly.
 CREATE TABLE IF NOT EXISTS target_usage_counts (
-  target_id INT UNSIGNED PRIMARY KEY,
-  hour_start DATETIME NOT NULL,
-  this_hour INT NOT NULL,
-  day_start DATETIME NOT NULL,
-  today INT NOT NULL,
-  month_start DATETIME NOT NULL,
-  this_month INT NOT NULL,
+  target_id INT UNSIGNED NOT NULL,
+  period CHAR(1) CHARACTER SET ascii NOT NULL,
+  starts_at DATETIME NOT NULL,
+  charges INT NOT NULL,
+  PRIMARY KEY (target_id, period, starts_at),
+  CONSTRAINT target_usage_counts_period_ck CHECK (period IN ('d', 'h', 'm')),
   CONSTRAINT target_usage_counts_target_fk FOREIGN KEY (target_id) REFERENCES targets (id)
     ON DELETE CASCADE
 ) ENGINE=InnoDB;
@@ -308,27 +310,34 @@ CREATE TABLE IF NOT EXISTS target_usage_counts (
 -- instant, equal to target_usage_recount. The live rows are read through
 -- the target's live index by force: left to choose, MariaDB may walk
 -- reservations_target_charged_idx through a month of charges instead.
--- Read with the session time zone at UTC. No stored function here: a statement calling one reads with shared
--- locks, and pings must not lock reservations.
+-- Read with the session time zone at UTC. No stored function here: a
+-- statement calling one reads with shared locks, and pings must not lock
+-- reservations.
 CREATE OR REPLACE VIEW target_usage AS
 SELECT p.target_id,
        (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
          WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW())
        + (SELECT COUNT(*) FROM calls c WHERE c.target_id = p.target_id AND c.ended_at IS NULL)
          AS live,
-       IF(u.hour_start = p.hour_start, u.this_hour, 0)
+       IFNULL(h.charges, 0)
        + (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
            WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW()
              AND r.confirmed_at >= p.hour_start) AS this_hour,
-       IF(u.day_start = p.day_start, u.today, 0)
+       IFNULL(d.charges, 0)
        + (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
            WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW()
              AND r.confirmed_at >= p.day_start) AS today,
-       IF(u.month_start = p.month_start, u.this_month, 0)
+       IFNULL(m.charges, 0)
        + (SELECT COUNT(*) FROM reservations r FORCE INDEX (reservations_target_live_idx)
            WHERE r.target_id = p.target_id AND r.status = 'confirmed' AND r.expires_at > NOW()
              AND r.confirmed_at >= p.month_start) AS this_month
-FROM target_periods p LEFT JOIN target_usage_counts u ON u.target_id = p.target_id;
+FROM target_periods p
+LEFT JOIN target_usage_counts d
+  ON d.target_id = p.target_id AND d.period = 'd' AND d.starts_at = p.day_start
+LEFT JOIN target_usage_counts h
+  ON h.target_id = p.target_id AND h.period = 'h' AND h.starts_at = p.hour_start
+LEFT JOIN target_usage_counts m
+  ON m.target_id = p.target_id AND m.period = 'm' AND m.starts_at = p.month_start;
 
 DELIMITER //
 
@@ -344,9 +353,9 @@ BEGIN
 END //
 
 -- Add p_delta (1: a charge, -1: its release) to a target's counters for a
--- settled charge confirmed at p_at (Unix time). A charge of a period before
--- the row's is dropped (that period is over); one of a later period starts it.
--- One older than any month that can still be current (32 days, whatever the
+-- settled charge confirmed at p_at (Unix time): the rows of its hour, day and
+-- month, locked in the primary key's order (d, h, m) by every writer. One
+-- older than any month that can still be current (32 days, whatever the
 -- zone) returns at once: deleting old history locks no counter.
 CREATE OR REPLACE PROCEDURE rtb_usage_charge(
   IN p_target INT UNSIGNED, IN p_at BIGINT, IN p_delta INT)
@@ -365,52 +374,58 @@ this_proc: BEGIN
   SET v_hour = CONVERT_TZ(DATE_FORMAT(v_local, '%Y-%m-%d %H:00:00'), v_zone, '+00:00'),
       v_day = CONVERT_TZ(DATE_FORMAT(v_local, '%Y-%m-%d 00:00:00'), v_zone, '+00:00'),
       v_month = CONVERT_TZ(DATE_FORMAT(v_local, '%Y-%m-01 00:00:00'), v_zone, '+00:00');
-  -- Each count is set before its start moves: MariaDB assigns left to right.
-  INSERT INTO target_usage_counts
-    VALUES (p_target, v_hour, GREATEST(p_delta, 0), v_day, GREATEST(p_delta, 0),
-            v_month, GREATEST(p_delta, 0))
-  ON DUPLICATE KEY UPDATE
-    this_hour = CASE WHEN hour_start = v_hour THEN this_hour + p_delta
-                     WHEN hour_start < v_hour THEN GREATEST(p_delta, 0) ELSE this_hour END,
-    hour_start = GREATEST(hour_start, v_hour),
-    today = CASE WHEN day_start = v_day THEN today + p_delta
-                 WHEN day_start < v_day THEN GREATEST(p_delta, 0) ELSE today END,
-    day_start = GREATEST(day_start, v_day),
-    this_month = CASE WHEN month_start = v_month THEN this_month + p_delta
-                      WHEN month_start < v_month THEN GREATEST(p_delta, 0) ELSE this_month END,
-    month_start = GREATEST(month_start, v_month);
+  IF p_delta > 0 THEN
+    INSERT INTO target_usage_counts
+      VALUES (p_target, 'd', v_day, p_delta), (p_target, 'h', v_hour, p_delta),
+             (p_target, 'm', v_month, p_delta)
+    ON DUPLICATE KEY UPDATE charges = charges + p_delta;
+  ELSE
+    -- A release finds its charge's rows (a missing one is of a period
+    -- counted before the counters existed, and over).
+    UPDATE target_usage_counts SET charges = charges + p_delta
+     WHERE target_id = p_target
+       AND ((period = 'd' AND starts_at = v_day) OR (period = 'h' AND starts_at = v_hour)
+            OR (period = 'm' AND starts_at = v_month));
+  END IF;
 END //
 
--- Rewrite a target's counters from history, in the caller's transaction
--- (`rtbctl usage --repair`, and a change of the target's time zone). The
--- row is locked before counting: a change in flight either committed before
--- the count, which reads committed rows, or adds itself to the row after.
+-- Rewrite a target's counters for its current periods from history, in the
+-- caller's transaction and a session at UTC (`rtbctl usage --repair`, and a
+-- change of the target's time zone), and drop its rows of periods over for
+-- 32 days. The
+-- rows are locked before counting: a change in flight either committed
+-- before the count, which reads committed rows, or adds itself after.
 CREATE OR REPLACE PROCEDURE rtb_usage_recount(IN p_target INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_hour, v_day, v_month DATETIME;
   DECLARE v_this_hour, v_today, v_this_month INT;
-  INSERT IGNORE INTO target_usage_counts
-    SELECT target_id, hour_start, 0, day_start, 0, month_start, 0
-      FROM target_periods WHERE target_id = p_target;
-  SELECT p.hour_start, p.day_start, p.month_start INTO v_hour, v_day, v_month
-    FROM target_usage_counts u JOIN target_periods p ON p.target_id = u.target_id
-   WHERE u.target_id = p_target FOR UPDATE;
-  SELECT COUNT(*), SUM(confirmed_at >= v_day), SUM(confirmed_at >= v_hour)
+  SELECT hour_start, day_start, month_start INTO v_hour, v_day, v_month
+    FROM target_periods WHERE target_id = p_target;
+  INSERT INTO target_usage_counts
+    VALUES (p_target, 'd', v_day, 0), (p_target, 'h', v_hour, 0), (p_target, 'm', v_month, 0)
+  ON DUPLICATE KEY UPDATE charges = charges;
+  SELECT COUNT(*), IFNULL(SUM(confirmed_at >= v_day), 0), IFNULL(SUM(confirmed_at >= v_hour), 0)
     INTO v_this_month, v_today, v_this_hour
     FROM reservations WHERE target_id = p_target AND confirmed_at >= v_month
      AND status IN ('claimed', 'completed');
   UPDATE target_usage_counts
-     SET hour_start = v_hour, this_hour = IFNULL(v_this_hour, 0), day_start = v_day,
-         today = IFNULL(v_today, 0), month_start = v_month, this_month = v_this_month
-   WHERE target_id = p_target;
+     SET charges = CASE period WHEN 'd' THEN v_today WHEN 'h' THEN v_this_hour
+                               ELSE v_this_month END
+   WHERE target_id = p_target
+     AND ((period = 'd' AND starts_at = v_day) OR (period = 'h' AND starts_at = v_hour)
+          OR (period = 'm' AND starts_at = v_month));
+  DELETE FROM target_usage_counts
+   WHERE target_id = p_target AND starts_at < v_hour - INTERVAL 32 DAY;
 END //
 
 -- The counters follow every change to a settled charge (status 'claimed' or
 -- 'completed', confirmed_at set), whichever procedure or statement makes it:
--- rtb_confirm's claims, a call that fails and gives its reservation back,
--- the expiry sweep, a bulk load of history. Confirming alone settles
--- nothing: target_usage counts live confirmations itself.
+-- rtb_confirm's claims, a call that fails and gives its reservation back, a
+-- bulk load or deletion of history. Confirming alone settles nothing
+-- (target_usage counts live confirmations itself), nor does the expiry
+-- sweep, which only takes 'claimed' to 'completed' or unsettled rows to
+-- 'expired'.
 CREATE OR REPLACE TRIGGER reservations_usage_insert AFTER INSERT ON reservations FOR EACH ROW
   IF NEW.confirmed_at IS NOT NULL AND NEW.status IN ('claimed', 'completed') THEN
     CALL rtb_usage_charge(NEW.target_id, UNIX_TIMESTAMP(NEW.confirmed_at), 1);
@@ -447,7 +462,8 @@ CREATE OR REPLACE TRIGGER targets_usage_zone AFTER UPDATE ON targets FOR EACH RO
 -- A database from before the counters: count what its targets have used.
 BEGIN NOT ATOMIC
   SET time_zone = '+00:00';
-  FOR t IN (SELECT id FROM targets WHERE id NOT IN (SELECT target_id FROM target_usage_counts)) DO
+  FOR t IN (SELECT id FROM targets WHERE id NOT IN (SELECT target_id FROM target_usage_counts))
+  DO
     CALL rtb_usage_recount(t.id);
   END FOR;
 END //

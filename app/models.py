@@ -162,16 +162,13 @@ class Ping(Base):
 
 
 class TargetUsageCount(Base):
-    """A target's settled charges in its current periods; kept by schema.sql's triggers."""
+    """A target's settled charges in one hour ('h'), day or month; kept by schema.sql's triggers."""
 
     __tablename__ = "target_usage_counts"
     target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"), primary_key=True)
-    hour_start: Mapped[timestamp]
-    this_hour: Mapped[int]
-    day_start: Mapped[timestamp]
-    today: Mapped[int]
-    month_start: Mapped[timestamp]
-    this_month: Mapped[int]
+    period: Mapped[str] = mapped_column(String(1), primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    charges: Mapped[int]
 
 
 PERIODS = ("this_hour", "today", "this_month")

@@ -231,8 +231,8 @@ def test_usage_check_prints_a_drifted_target_and_repair_rewrites_it(rtbctl, clie
         == "confirmed"
     with sessions() as db:
         db.execute(text("CALL rtb_usage_recount(:t)"), {"t": m.target_id})
-        db.execute(text("UPDATE target_usage_counts SET this_hour = this_hour + 3, today = 7"
-                        " WHERE target_id = :t"), {"t": m.target_id})
+        db.execute(text("UPDATE target_usage_counts SET charges = IF(period = 'h', 3, 7)"
+                        " WHERE target_id = :t AND period IN ('h', 'd')"), {"t": m.target_id})
         db.commit()
     done = rtbctl("usage", "--check", "--json", ok=False)
     assert done.returncode == 1

@@ -18,12 +18,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from app import usage
-from app.stack.mariadb import upgrade_schema
 from app.models import target_usage
+from app.stack.mariadb import upgrade_schema
 from tests.polling import eventually
 from tests.test_market import hold_heavier, innodb_deadlocks, ping, target, wait_for_a_lock_wait
 
 ZONE = "America/New_York"
+PERIOD_CAPS = ["hourly_cap", "daily_cap", "monthly_cap"]
 
 
 @pytest.fixture
@@ -46,20 +47,16 @@ def confirm(conn, uuid: str, claim: bool, fallback: bool) -> str:
     return conn.scalar(text("SELECT @r"))
 
 
-def claim(conn, uuid: str) -> str:
-    """Confirm and claim, with the reservation's own target alone."""
-    return confirm(conn, uuid, claim=True, fallback=False)
+def claim(conn, uuid: str, fallback: bool = False) -> str:
+    """Confirm and claim, with the reservation's own target alone; with
+    fallback, the reservation's other candidates are tried too."""
+    return confirm(conn, uuid, claim=True, fallback=fallback)
 
 
 def claim_new(conn, client, key: str, count: int) -> None:
     """Ping count times and claim each reservation, as its INVITE would."""
     for _ in range(count):
         assert claim(conn, ping(client, key)["uuid"]) == "claimed"
-
-
-def claim_any(conn, uuid: str) -> str:
-    """The same, falling back to the reservation's other candidates."""
-    return confirm(conn, uuid, claim=True, fallback=True)
 
 
 def confirm_only(conn, uuid: str) -> str:
@@ -85,7 +82,6 @@ def retried(step, *args):
         except OperationalError as error:
             if error.orig.args[0] != 1213 or attempt == 4:
                 raise
-    return None
 
 
 def usage_of(sessions, target_id: int) -> tuple[int, int, int, int]:
@@ -110,7 +106,7 @@ def period_start(kind: str, zone: str, now: datetime) -> datetime:
     return local.replace(tzinfo=None).replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
-@pytest.mark.parametrize("cap", ["hourly_cap", "daily_cap", "monthly_cap"])
+@pytest.mark.parametrize("cap", PERIOD_CAPS)
 def test_a_period_cap_fills_in_its_period_and_opens_in_the_next(client, market, engine, sessions,
                                                                  cap):
     """Two charges just before the period's start fill a cap of 2; just after
@@ -128,9 +124,7 @@ def test_a_period_cap_fills_in_its_period_and_opens_in_the_next(client, market, 
         assert [claim(conn, uuids[3]), claim(conn, uuids[4]), confirm_only(conn, uuids[5])] \
             == ["claimed", "claimed", "full"]
         conn.execute(text("SET timestamp = DEFAULT"))
-    live, *periods = usage_of(sessions, m.target_id)
-    figure = {"hourly_cap": 0, "daily_cap": 1, "monthly_cap": 2}[cap]
-    assert periods[figure] == 2
+    assert usage_of(sessions, m.target_id)[1 + PERIOD_CAPS.index(cap)] == 2
     assert drift(sessions) == []
 
 
@@ -211,7 +205,7 @@ def test_counters_equal_a_recount_after_concurrent_pings_confirms_calls_and_swee
                 if step < 0.3:
                     client.put(f"/rtbs/{uuid}.json", json={"key": m.key, "status": "confirmed"})
                     continue
-                if retried(claim_any, conn, uuid) != "claimed":
+                if retried(claim, conn, uuid, True) != "claimed":
                     continue
                 if step < 0.5:
                     retried(call_event, conn, uuid, "failed", 486)
@@ -309,4 +303,29 @@ def test_an_upgrade_counts_the_targets_that_have_no_counters(client, market, eng
     assert usage_of(sessions, m.target_id)[2] == 0
     upgrade_schema(database.url("rtb"))
     assert usage_of(sessions, m.target_id)[2] == 2
+    assert drift(sessions) == []
+
+
+@pytest.mark.parametrize("cap", PERIOD_CAPS)
+def test_parallel_claims_either_side_of_a_period_start_fill_each_period_exactly(
+        client, market, database, sessions, cap):
+    """20 INVITEs' claims at once, half a second before the period starts and
+    half a second after (each in a session whose NOW() says so), against a cap
+    of 3: each period takes exactly 3, whichever order the locks are granted."""
+    m = market(targets=[target(**{cap: 3}, timezone=ZONE)], ttl=600)
+    uuids = [ping(client, m.key)["uuid"] for _ in range(20)]
+    start = period_start(cap, ZONE, datetime.now(UTC)).timestamp()
+    engine = create_engine(database.url("rtb"), isolation_level="AUTOCOMMIT", pool_size=20)
+
+    def claim_at(n: int) -> tuple[bool, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SET timestamp = :t"), {"t": start + (0.5 if n % 2 else -0.5)})
+            return n % 2 == 1, retried(claim, conn, uuids[n])
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(claim_at, range(20)))
+    engine.dispose()
+    assert [after for after, result in results if result == "claimed"].count(False) == 3
+    assert [after for after, result in results if result == "claimed"].count(True) == 3
+    assert usage_of(sessions, m.target_id)[1 + PERIOD_CAPS.index(cap)] == 3
     assert drift(sessions) == []

@@ -13,7 +13,8 @@ from app.cli import Context, emit, json_option, main
 @main.command("usage")
 @click.option("--check", "action", flag_value="check", default=True,
               help="Print each target whose counters differ from history (exit 1 if any).")
-@click.option("--repair", "action", flag_value="repair", help="Rewrite every target's counters from history.")
+@click.option("--repair", "action", flag_value="repair",
+              help="Rewrite every target's counters from history.")
 @json_option
 @click.pass_obj
 def usage_command(obj: Context, action: str, as_json: bool) -> None:

@@ -1,5 +1,5 @@
-"""Caps read counters, not history: a row per target with its settled
-charges in its current hour, day and month. The triggers on reservations
+"""Caps read counters, not history: a row per target, period kind (hour,
+day, month) and period start, with the target's settled charges in it. The triggers on reservations
 keep it (they, like every routine, come from schema.sql after the
 revisions), and schema.sql's closing block counts the targets of an earlier
 database once, from history.
@@ -17,13 +17,12 @@ down_revision = "0004"
 def upgrade() -> None:
     op.execute("""
 CREATE TABLE IF NOT EXISTS target_usage_counts (
-  target_id INT UNSIGNED PRIMARY KEY,
-  hour_start DATETIME NOT NULL,
-  this_hour INT NOT NULL,
-  day_start DATETIME NOT NULL,
-  today INT NOT NULL,
-  month_start DATETIME NOT NULL,
-  this_month INT NOT NULL,
+  target_id INT UNSIGNED NOT NULL,
+  period CHAR(1) CHARACTER SET ascii NOT NULL,
+  starts_at DATETIME NOT NULL,
+  charges INT NOT NULL,
+  PRIMARY KEY (target_id, period, starts_at),
+  CONSTRAINT target_usage_counts_period_ck CHECK (period IN ('d', 'h', 'm')),
   CONSTRAINT target_usage_counts_target_fk FOREIGN KEY (target_id) REFERENCES targets (id)
     ON DELETE CASCADE
 ) ENGINE=InnoDB""")
