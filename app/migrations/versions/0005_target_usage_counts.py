@@ -1,8 +1,8 @@
 """Caps read counters, not history: a row per target, period kind (hour,
-day, month) and period start, with the target's settled charges in it. The triggers on reservations
-keep it (they, like every routine, come from schema.sql after the
-revisions), and schema.sql's closing block counts the targets of an earlier
-database once, from history.
+day, month) and period start, with the target's settled charges in it. The
+triggers on reservations keep it (they, like every routine, come from
+schema.sql after the revisions), and schema.sql's block that follows them
+counts the targets of an earlier database once, from history.
 
 Revision ID: 0005
 Revises: 0004
