@@ -76,7 +76,7 @@ def test_without_a_private_database_the_error_says_what_to_do(tmp_path):
 
 # What a command that changes the market must not load: the web app, the
 # launcher, and the area code tables only pings need.
-NOT_FOR_THE_CLI = ("app.api", "app.stack", "gunicorn", "phonenumbers.geocoder")
+NOT_FOR_THE_CLI = ("app.api", "app.stack", "flask", "gunicorn", "phonenumbers.geocoder")
 
 RUN_AND_LIST_MODULES = """
 import json, sys
