@@ -28,6 +28,13 @@ def _count(env: dict[str, str], name: str, default: int, minimum: int = 1) -> in
     return int(raw)
 
 
+def _switch(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "1" if default else "0")
+    if raw not in ("0", "1"):
+        raise SettingsError(f"{name} must be 1 (on) or 0 (off), not {raw!r}")
+    return raw == "1"
+
+
 def _address(env: dict[str, str], name: str, default: str) -> str:
     raw = env.get(name, default)
     try:
@@ -59,6 +66,7 @@ class Settings:
     sip_keepalive_seconds: int
     sip_keepalive_failures: int
     sip_reply_seconds: int
+    sip_topology_hiding: bool
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -89,6 +97,7 @@ class Settings:
             sip_keepalive_seconds=_count(env, "RTB_SIP_KEEPALIVE_SECONDS", 30, minimum=30),
             sip_keepalive_failures=_count(env, "RTB_SIP_KEEPALIVE_FAILURES", 1),
             sip_reply_seconds=_count(env, "RTB_SIP_REPLY_SECONDS", 10),
+            sip_topology_hiding=_switch(env, "RTB_SIP_TOPOLOGY_HIDING", True),
         )
 
     @property

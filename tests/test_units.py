@@ -18,7 +18,7 @@ from app.credentials import ha1, key_hash
 from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
 from app.settings import Settings, SettingsError
-from app.stack.kamailio import prepare_topos, topos_dir
+from app.stack.kamailio import defines, prepare_topos, topos_dir
 from tests.sip import publisher_scenario
 
 
@@ -57,7 +57,7 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_SIP_ADDR", "example.com"), ("RTB_SIP_DOMAIN", "uuid@host"),
     # Kamailio's dialog module refuses to start with a shorter interval.
     ("RTB_SIP_KEEPALIVE_SECONDS", "29"), ("RTB_SIP_KEEPALIVE_FAILURES", "0"),
-    ("RTB_SIP_REPLY_SECONDS", "0"),
+    ("RTB_SIP_REPLY_SECONDS", "0"), ("RTB_SIP_TOPOLOGY_HIDING", "yes"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -192,3 +192,9 @@ def test_topos_tables_are_made_once_with_nullable_text_columns(tmp_path):
     (folder / "topos_d").write_text(columns[0] + "\n1:kept\n")
     prepare_topos(settings)
     assert (folder / "topos_d").read_text().endswith("1:kept\n")
+
+
+@pytest.mark.parametrize("value, switched", [(None, True), ("1", True), ("0", False)])
+def test_topology_hiding_is_on_unless_switched_off(value, switched):
+    settings = Settings.from_env({} if value is None else {"RTB_SIP_TOPOLOGY_HIDING": value})
+    assert ("WITH_TOPOS" in defines(settings)) is switched
