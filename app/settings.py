@@ -28,10 +28,10 @@ def _count(env: dict[str, str], name: str, default: int, minimum: int = 1) -> in
     return int(raw)
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
-    raw = env.get(name, "0")
+def _switch(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "1" if default else "0")
     if raw not in ("0", "1"):
-        raise SettingsError(f"{name} must be 0 or 1, not {raw!r}")
+        raise SettingsError(f"{name} must be 1 (on) or 0 (off), not {raw!r}")
     return raw == "1"
 
 
@@ -91,6 +91,7 @@ class Settings:
     sip_keepalive_seconds: int
     sip_keepalive_failures: int
     sip_reply_seconds: int
+    sip_topology_hiding: bool
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -117,12 +118,13 @@ class Settings:
             sip_flood_requests=_count(env, "RTB_SIP_FLOOD_REQUESTS", 300),
             sip_ban_seconds=_count(env, "RTB_SIP_BAN_SECONDS", 300),
             sip_auth_failures=_count(env, "RTB_SIP_AUTH_FAILURES", 5),
-            sip_ip_auth_tcp_only=_flag(env, "RTB_SIP_IP_AUTH_TCP_ONLY"),
+            sip_ip_auth_tcp_only=_switch(env, "RTB_SIP_IP_AUTH_TCP_ONLY", False),
             ping_limits=PingLimits.from_env(env),
             # Kamailio's dialog module refuses keepalive intervals under 30 s.
             sip_keepalive_seconds=_count(env, "RTB_SIP_KEEPALIVE_SECONDS", 30, minimum=30),
             sip_keepalive_failures=_count(env, "RTB_SIP_KEEPALIVE_FAILURES", 1),
             sip_reply_seconds=_count(env, "RTB_SIP_REPLY_SECONDS", 10),
+            sip_topology_hiding=_switch(env, "RTB_SIP_TOPOLOGY_HIDING", True),
         )
 
     @property

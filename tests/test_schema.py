@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,9 @@ def test_kamailio_finds_the_table_versions_it_checks(sessions):
     assert rows == KAMAILIO_TABLE_VERSIONS
 
 
-def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database):
-    done = check_config(settings)
+@pytest.mark.parametrize("topology_hiding", [True, False])
+def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database, topology_hiding):
+    done = check_config(dataclasses.replace(settings, sip_topology_hiding=topology_hiding))
     assert done.returncode == 0, done.stderr
     assert f"udp: {settings.sip_addr} [{settings.sip_addr}]:{settings.sip_port}" in done.stdout
 

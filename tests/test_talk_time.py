@@ -53,7 +53,8 @@ class HeldCall:
 def stack(tmp_path_factory):
     started = PrivateStack(tmp_path_factory.mktemp("talk"),
                            RTB_SIP_KEEPALIVE_SECONDS=str(KEEPALIVE_SECONDS),
-                           RTB_SIP_REPLY_SECONDS=str(REPLY_SECONDS)).start()
+                           RTB_SIP_REPLY_SECONDS=str(REPLY_SECONDS),
+                           RTB_SIP_TOPOLOGY_HIDING="1").start()
     yield started
     started.stop()
 

@@ -34,7 +34,8 @@ def defines(settings: Settings) -> list[str]:
         "REPLY_MS": str(settings.sip_reply_seconds * 1000),
         "TOPOS_DBURL": f'"text://{topos_dir(settings)}"',
     }
-    return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")]
+    switches = ["-A", "WITH_TOPOS"] if settings.sip_topology_hiding else []
+    return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")] + switches
 
 
 def run_dir(settings: Settings) -> Path:
@@ -109,7 +110,8 @@ class Kamailio:
     def start(self) -> None:
         # Written now: the private database's credentials exist once it is up.
         write_secrets(self.settings)
-        prepare_topos(self.settings)
+        if self.settings.sip_topology_hiding:
+            prepare_topos(self.settings)
         self.service.start(self._ready, timeout=30)
 
     def stop(self) -> None:

@@ -20,7 +20,7 @@ from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
 from app.pings import check_tags
 from app.settings import PingLimits, Settings, SettingsError
-from app.stack.kamailio import prepare_topos, topos_dir
+from app.stack.kamailio import defines, prepare_topos, topos_dir
 from tests.sip import publisher_scenario
 
 
@@ -71,7 +71,7 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_SIP_IP_AUTH_TCP_ONLY", "yes"),
     # Kamailio's dialog module refuses to start with a shorter interval.
     ("RTB_SIP_KEEPALIVE_SECONDS", "29"), ("RTB_SIP_KEEPALIVE_FAILURES", "0"),
-    ("RTB_SIP_REPLY_SECONDS", "0"),
+    ("RTB_SIP_REPLY_SECONDS", "0"), ("RTB_SIP_TOPOLOGY_HIDING", "yes"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -217,3 +217,9 @@ def test_tags_at_their_limits_pass_and_one_more_of_anything_is_invalid_tag():
         with pytest.raises(Invalid) as refused:
             check_tags(tags, limits)
         assert refused.value.code == "invalid_tag"
+
+
+@pytest.mark.parametrize("value, switched", [(None, True), ("1", True), ("0", False)])
+def test_topology_hiding_is_on_unless_switched_off(value, switched):
+    settings = Settings.from_env({} if value is None else {"RTB_SIP_TOPOLOGY_HIDING": value})
+    assert ("WITH_TOPOS" in defines(settings)) is switched
