@@ -75,11 +75,9 @@ def write_secrets(settings: Settings) -> Path:
 
 
 def argv(settings: Settings, *extra: str) -> list[str]:
-    # 256 MB of shared memory: with 128, `make bench` ran out (tm: out of mem)
-    # at 800 calls/s, before the CPU did.
     return [
         shutil.which("kamailio") or "/usr/sbin/kamailio", "-f", str(settings.kamailio_cfg),
-        "-Y", str(run_dir(settings)), "-w", str(run_dir(settings)), "-m", "256", "-M", "16",
+        "-Y", str(run_dir(settings)), "-w", str(run_dir(settings)), "-m", str(settings.sip_shared_memory_mb), "-M", "16",
         *defines(settings), *extra,
     ]
 
