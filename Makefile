@@ -52,7 +52,7 @@ test-fast: $(STAMP) ## Run the tests that need no server (tests/fast), in second
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak
 
-bench: install ## Measure pings and calls against their floors (private stack; about 4 minutes)
+bench: install ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
 	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \
 		echo "installing Debian package: wrk"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }

@@ -82,9 +82,10 @@ def argv(settings: Settings, *extra: str) -> list[str]:
     ]
 
 
-def check_config(settings: Settings) -> subprocess.CompletedProcess:
+def check_config(settings: Settings, *extra: str) -> subprocess.CompletedProcess:
+    """kamailio -c; extra: more arguments, e.g. the bench's -A FIXED_ROUTE=…"""
     write_secrets(settings)
-    return subprocess.run(argv(settings, "-c"), capture_output=True, text=True,
+    return subprocess.run(argv(settings, *extra, "-c"), capture_output=True, text=True,
                           cwd=run_dir(settings))
 
 

@@ -61,8 +61,10 @@ class BenchStack:
         self.buyer: Buyer | None = None
 
     def start(self, progress) -> None:
-        # A fresh database each run: the figures must not depend on the last run's rows.
-        shutil.rmtree(self.dir / "mariadb", ignore_errors=True)
+        # A fresh database and fresh topos records each run: the figures must not
+        # depend on the last run's rows (topos's db_text tables are read through).
+        for state in ("mariadb", "kamailio", "fixed"):
+            shutil.rmtree(self.dir / state, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         progress("starting MariaDB")
