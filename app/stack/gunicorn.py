@@ -38,8 +38,8 @@ class Gunicorn:
         except (OSError, ValueError):
             return False
 
-    def start(self) -> None:
-        self.service.start(self._ready, timeout=30)
+    def start(self, timeout: float = 30) -> None:
+        self.service.start(self._ready, timeout=timeout)
 
     def stop(self) -> None:
         self.service.stop()

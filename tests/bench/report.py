@@ -96,7 +96,9 @@ def _details(result: dict) -> list[tuple[str, str, str, str]]:
                 f"{trying['p50']:.1f} / {trying['p99']:.1f} / {trying['max']:.1f} ms", "", ""))
     for size in result["scale"]["at"].values():
         out.append((f"claim (rtb_confirm) p50 / p99, {size['reservations']:,} reservations",
-                    f"{size['claim_ms']['p50']:.2f} / {size['claim_ms']['p99']:.2f} ms", "", ""))
+                    f"{size['claim_ms']['p50']:.2f} / {size['claim_ms']['p99']:.2f} ms"
+                    f" ({size['deadlocks']} of {size['claim_ms']['count']} deadlocked)",
+                    "none deadlocked", _mark(size["deadlocks"] == 0)))
     return out
 
 

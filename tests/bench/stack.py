@@ -20,6 +20,9 @@ from tests.sip import Buyer, free_port, free_sip_port
 
 FLOOR_APP = "tests.bench.floor:create_app()"
 DURABLE_FLOOR_APP = "tests.bench.floor:create_durable_app()"
+# Each real worker loads the ZIP and area-code tables at start (over a CPU
+# second each): on a busy machine, beside two Kamailios, that takes over 30 s.
+GUNICORN_START_SECONDS = 120
 # What the environment may not choose for the bench: it never uses an
 # operator's database, ports or state.
 NOT_INHERITED = ("RTB_DATABASE_URL", "RTB_KAMAILIO_DATABASE_URL", "RTB_HTTP_PORT", "RTB_SIP_PORT",
@@ -74,14 +77,15 @@ class BenchStack:
         self._start(Kamailio(self.settings))
         self.fixed = self._fixed_route()
         self._start(self.fixed)
-        self.app = self._start(Gunicorn(self.settings))
+        self.app = self._start(Gunicorn(self.settings), timeout=GUNICORN_START_SECONDS)
         self.floor = self._start(Gunicorn(self._beside("floor", http_port=free_tcp_port()),
-                                          FLOOR_APP))
+                                          FLOOR_APP), timeout=GUNICORN_START_SECONDS)
         self.durable_floor = self._start(Gunicorn(
-            self._beside("durable-floor", http_port=free_tcp_port()), DURABLE_FLOOR_APP))
+            self._beside("durable-floor", http_port=free_tcp_port()), DURABLE_FLOOR_APP),
+            timeout=GUNICORN_START_SECONDS)
 
-    def _start(self, part):
-        part.start()
+    def _start(self, part, **start):
+        part.start(**start)
         self.started.append(part)
         return part
 

@@ -76,14 +76,15 @@ def _result(fixed_steps: list[dict], real_rate: int, fixed_rate: int) -> dict:
            "socket_errors": 0}
     floors = {"noop": {**wrk, "rps": 4000.0}, "durable": {**wrk, "rps": 1500.0}}
     pings = {state: {c: _run(wrk, floors) for c in ("16", "64")} for state in ("fresh", "history")}
-    claim = {"p50": 1.0, "p99": 2.0, "max": 3.0}
+    claim = {"count": 3, "p50": 1.0, "p99": 2.0, "max": 3.0}
     return {"pings": pings,
             "calls": {"steps": {"fixed": fixed_steps, "real": []}, "real_rate": real_rate,
                       "fixed_rate": fixed_rate,
                       "ratio": round(real_rate / fixed_rate, 3) if fixed_rate else 0.0},
             "freshness": {"pairs": 10, "connected": 10, "ping_to_trying_ms": claim},
-            "scale": {"at": {"1e3": {"reservations": 1000, "claim_ms": claim},
-                             "1e6": {"reservations": 10**6, "claim_ms": claim}}, "ratio": 1.0}}
+            "scale": {"at": {"1e3": {"reservations": 1000, "claim_ms": claim, "deadlocks": 0},
+                             "1e6": {"reservations": 10**6, "claim_ms": claim, "deadlocks": 2}},
+                      "ratio": 1.0}}
 
 
 def test_a_fixed_route_that_fails_below_the_real_edge_is_no_floor():
@@ -105,3 +106,4 @@ def test_the_goals_table_divides_pings_by_the_durable_floor_and_history_by_fresh
     assert lines[3].endswith("| 20.0 ms | ≤ 25 ms | yes |")
     assert lines[4].endswith("| 1.00 pings, 1.00 claims | within ±10% | yes |")
     assert lines[5].endswith("| 1600 / 1600 = 100% | ≥ 90% | yes |")
+    assert lines[-1].endswith("(2 of 3 deadlocked) | none deadlocked | **no** |")
