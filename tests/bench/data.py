@@ -121,9 +121,9 @@ SELECT UUID(), p.key_id, p.publisher_id, p.campaign_id, p.target_id,
        CONCAT('+1202555', LPAD(s.seq % 10000, 4, '0')), 10, 60, '{{}}',
        ELT(1 + s.seq % 10, 'expired', 'expired', 'expired', 'expired', 'expired', 'expired',
            'completed', 'completed', 'completed', 'no-target'),
-       p.target_id, NOW() - INTERVAL s.seq % 7776000 SECOND,
-       NOW() - INTERVAL s.seq % 7776000 SECOND + INTERVAL 60 SECOND,
-       IF(s.seq % 10 IN (6, 7, 8), NOW() - INTERVAL s.seq % 7776000 SECOND, NULL)
+       p.target_id, NOW() - INTERVAL {age} SECOND,
+       NOW() - INTERVAL {age} SECOND + INTERVAL 60 SECOND,
+       IF(s.seq % 10 IN (6, 7, 8), NOW() - INTERVAL {age} SECOND, NULL)
 FROM seq_1_to_{count} s JOIN bench_pairs p ON p.n = s.seq % {pairs}
 """
 
@@ -132,7 +132,7 @@ FROM seq_1_to_{count} s JOIN bench_pairs p ON p.n = s.seq % {pairs}
 # rejected (40 % no target, 30 % caps full, 30 % outside hours).
 _PING_HISTORY = """
 INSERT INTO pings (key_id, created_at, outcome, reason, reservation_id, duration_ms)
-SELECT p.key_id, NOW() - INTERVAL s.seq % 7776000 SECOND,
+SELECT p.key_id, NOW() - INTERVAL {age} SECOND,
        IF(s.seq % 2 = 0, 'reserved', 'rejected'),
        IF(s.seq % 2 = 0, NULL, ELT(1 + s.seq % 10, 'no_target', 'no_target', 'no_target',
           'no_target', 'caps_full', 'caps_full', 'caps_full', 'closed', 'closed', 'closed')),
@@ -141,9 +141,15 @@ FROM seq_1_to_{count} s JOIN bench_pairs p ON p.n = s.seq % {pairs}
 """
 
 
-def fill_history(conn: Connection, total: int, progress, chunk: int = 100_000) -> int:
+def _age(offset: int) -> str:
+    """Seconds before now of the chunk's row s.seq: rows 7 s apart, over the last 90 days."""
+    return f"((s.seq + {int(offset)}) * 7 % 7776000)"
+
+
+def fill_history(conn: Connection, total: int, progress, chunk: int = 10_000) -> int:
     """Add spent reservations, and as many ping-log rows, until the reservations
-    table holds `total` rows; returns the count."""
+    table holds `total` rows; returns the count. Chunks are small: with the usage
+    triggers, a chunk of 10⁵ took longer than the engine's 10 s read timeout."""
     conn.execute(text(
         "CREATE TEMPORARY TABLE IF NOT EXISTS bench_pairs (PRIMARY KEY (n))"
         " SELECT ROW_NUMBER() OVER (ORDER BY k.id, t.id) - 1 AS n, k.id AS key_id,"
@@ -153,9 +159,10 @@ def fill_history(conn: Connection, total: int, progress, chunk: int = 100_000) -
     have = conn.execute(text("SELECT COUNT(*) FROM reservations")).scalar()
     while have < total:
         count = min(chunk, total - have)
-        conn.execute(text(_HISTORY.format(count=count, pairs=pairs)))
-        conn.execute(text(_PING_HISTORY.format(count=count, pairs=pairs)))
+        for statement in (_HISTORY, _PING_HISTORY):
+            conn.execute(text(statement.format(count=count, pairs=pairs, age=_age(have))))
         conn.commit()
         have += count
-        progress(f"reservations table: {have:,} rows")
+        if have % 100_000 < chunk or have == total:
+            progress(f"reservations table: {have:,} rows")
     return have
