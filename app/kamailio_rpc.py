@@ -55,7 +55,10 @@ class KamailioRPC:
         self._secret: str | None = None
 
     @classmethod
-    def for_settings(cls, settings: Settings, timeout: float = 0.5) -> KamailioRPC:
+    def for_settings(cls, settings: Settings, timeout: float | None = None) -> KamailioRPC:
+        """timeout: seconds; by default RTB_RPC_TIMEOUT_MS, what the app waits on each push."""
+        if timeout is None:
+            timeout = settings.rpc_timeout_ms / 1000
         return cls(settings.rpc_url, settings.rpc_secret_file, timeout)
 
     def call(self, method: str, *params: object) -> object:

@@ -55,6 +55,14 @@ def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database, 
     assert f"udp: {settings.sip_addr} [{settings.sip_addr}]:{settings.sip_port}" in done.stdout
 
 
+def test_the_bench_fixed_route_lives_outside_the_production_config(settings, database):
+    """kamailio.cfg includes bench-fixed-route.cfg only when started with FIXED_ROUTE."""
+    done = check_config(settings, "-A", 'FIXED_ROUTE="sip:buyer@127.0.0.1:5090"')
+    assert done.returncode == 0, done.stderr
+    assert "route[FIXED_RELAY]" not in settings.kamailio_cfg.read_text()
+    assert "route[FIXED_RELAY]" in (settings.kamailio_cfg.parent / "bench-fixed-route.cfg").read_text()
+
+
 @pytest.mark.parametrize("statement", [
     "INSERT INTO publishers (name) VALUES ('intruder')",
     "UPDATE postback_keys SET ttl_seconds = 1",

@@ -24,7 +24,7 @@ class Gunicorn:
             str(Path(sys.executable).with_name("gunicorn")),
             "--bind", f"{settings.http_host}:{settings.http_port}",
             "--workers", str(settings.http_workers),
-            "--timeout", "30", "--graceful-timeout", "10",
+            "--timeout", str(settings.http_timeout), "--graceful-timeout", "10",
             "--access-logfile", str(state / "access.log"),
             # The path without its query string: publishers send their key there.
             "--access-logformat", ACCESS_LOG_FORMAT,
@@ -38,8 +38,8 @@ class Gunicorn:
         except (OSError, ValueError):
             return False
 
-    def start(self) -> None:
-        self.service.start(self._ready, timeout=30)
+    def start(self, timeout: float = 30) -> None:
+        self.service.start(self._ready, timeout=timeout)
 
     def stop(self) -> None:
         self.service.stop()

@@ -16,7 +16,9 @@ from app.stack.process import StartError
 from tests.bench import calls, data, fresh, pings, report, scale
 from tests.bench.stack import BenchStack, bench_settings
 
+# The claim is timed at each size; pings run at the first (a fresh table) and the last.
 SIZES = (1_000, 100_000, 1_000_000)
+CONNECTIONS = (16, 64)
 
 
 class Progress:
@@ -54,19 +56,23 @@ def run(stack: BenchStack, args, progress: Progress) -> dict:
     progress.step("data")
     result = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "workers": settings.http_workers, "scale": {"at": {}}}
+    script = pings.write_script(stack.dir / "pings.lua", market.keys)
+    floors = {"noop": stack.floor.url, "durable": stack.durable_floor.url}
+    result["pings"] = {}
     with engine.connect() as conn:
-        # All sizes back to back, before anything else runs, so that only the
-        # table's size differs between them; the rest then runs on a table
-        # with a long history, as an operator's would have.
+        # The claim at each size, and pings on the smallest and the largest
+        # table; the rest then runs on a table with a long history, as an
+        # operator's would have.
         for size in SIZES:
             result["scale"]["at"][f"1e{len(str(size)) - 1}"] = scale.measure_at(
                 conn, kamailio_url, market, size, progress)
+            progress.step(f"scale 1e{len(str(size)) - 1}")
+            if size in (SIZES[0], SIZES[-1]):
+                state = "fresh" if size == SIZES[0] else "history"
+                result["pings"][state] = pings.measure(stack.app.url, floors, engine, script,
+                                                       CONNECTIONS, args.seconds, progress)
+                progress.step(f"pings {state}")
         result["scale"]["ratio"] = scale.flatness(result["scale"]["at"])
-        progress.step("scale")
-        script = pings.write_script(stack.dir / "pings.lua", market.keys)
-        result["pings"] = pings.measure(stack.app.url, stack.floor.url, engine, script,
-                                        (16, 64), args.seconds, progress)
-        progress.step("pings")
         callers = market.callers[:-1]
         per_caller = calls.calls_needed(args.call_seconds) // len(callers) + 1
         sources = {c.ip: data.make_reservations(conn, market, c, per_caller) for c in callers}

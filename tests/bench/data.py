@@ -4,7 +4,9 @@ Pings go to 20 campaigns of 10 targets each, with mixed caps, business
 hours, geo and tag rules, from 50 publishers holding 100 keys (a third
 auto-confirm). Calls go to a campaign of their own whose targets all lead
 to the bench's SIPp buyer, from publishers whitelisted on their own
-loopback addresses.
+loopback addresses; each of those targets has a concurrency, an hourly and
+a daily cap (CALL_CAPS), set above what the bench dials, so that every
+claim counts against all three and none refuses a call.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ TARGETS_PER_CAMPAIGN = 10
 PUBLISHERS = 50
 KEYS_PER_PUBLISHER = 2
 CALL_TARGETS = 10
+# Per call target: above the bench's peak (1,600 calls/s of ~0.2 s each, and
+# about 70,000 claims in a run, over 10 targets), so caps are checked, never hit.
+CALL_CAPS = {"concurrency_cap": 1_000, "hourly_cap": 100_000, "daily_cap": 1_000_000}
 # Publishers that dial: SIPp sources share the call load; the last one does the fresh pairs.
 CALLER_IPS = ("127.0.1.11", "127.0.1.12", "127.0.1.13", "127.0.1.14", "127.0.1.15")
 HOURS = (None, None, "mon-fri 09:00-17:00", "daily 07:00-23:00", "sat,sun 10:00-16:00; mon-fri 08:00-20:00",
@@ -81,7 +86,7 @@ def load_market(sessions: sessionmaker[Session], buyer_uri: str, seed: int = 5) 
     with sessions() as db:
         keys, auto = _ping_market(db, buyer_uri, rng)
         db.commit()
-    call_targets = [{"sip_uri": buyer_uri, "payout": "10"}] * CALL_TARGETS
+    call_targets = [{"sip_uri": buyer_uri, "payout": "10", **CALL_CAPS}] * CALL_TARGETS
     first = make_market(sessions, call_targets, ip=CALLER_IPS[0], ttl=1800)
     others = [make_market(sessions, [], ip=ip, campaign_id=first.campaign_id, ttl=1800)
               for ip in CALLER_IPS[1:]]
@@ -116,15 +121,35 @@ SELECT UUID(), p.key_id, p.publisher_id, p.campaign_id, p.target_id,
        CONCAT('+1202555', LPAD(s.seq % 10000, 4, '0')), 10, 60, '{{}}',
        ELT(1 + s.seq % 10, 'expired', 'expired', 'expired', 'expired', 'expired', 'expired',
            'completed', 'completed', 'completed', 'no-target'),
-       p.target_id, NOW() - INTERVAL s.seq % 7776000 SECOND,
-       NOW() - INTERVAL s.seq % 7776000 SECOND + INTERVAL 60 SECOND,
-       IF(s.seq % 10 IN (6, 7, 8), NOW() - INTERVAL s.seq % 7776000 SECOND, NULL)
+       p.target_id, NOW() - INTERVAL {age} SECOND,
+       NOW() - INTERVAL {age} SECOND + INTERVAL 60 SECOND,
+       IF(s.seq % 10 IN (6, 7, 8), NOW() - INTERVAL {age} SECOND, NULL)
 FROM seq_1_to_{count} s JOIN bench_pairs p ON p.n = s.seq % {pairs}
 """
 
 
-def fill_history(conn: Connection, total: int, progress, chunk: int = 100_000) -> int:
-    """Add spent reservations until the table holds `total` rows; returns the count."""
+# The ping log of that history: one row per reservation, and as many again
+# rejected (40 % no target, 30 % caps full, 30 % outside hours).
+_PING_HISTORY = """
+INSERT INTO pings (key_id, created_at, outcome, reason, reservation_id, duration_ms)
+SELECT p.key_id, NOW() - INTERVAL {age} SECOND,
+       IF(s.seq % 2 = 0, 'reserved', 'rejected'),
+       IF(s.seq % 2 = 0, NULL, ELT(1 + s.seq % 10, 'no_target', 'no_target', 'no_target',
+          'no_target', 'caps_full', 'caps_full', 'caps_full', 'closed', 'closed', 'closed')),
+       NULL, 5
+FROM seq_1_to_{count} s JOIN bench_pairs p ON p.n = s.seq % {pairs}
+"""
+
+
+def _age(offset: int) -> str:
+    """Seconds before now of the chunk's row s.seq: rows 7 s apart, over the last 90 days."""
+    return f"((s.seq + {int(offset)}) * 7 % 7776000)"
+
+
+def fill_history(conn: Connection, total: int, progress, chunk: int = 10_000) -> int:
+    """Add spent reservations, and as many ping-log rows, until the reservations
+    table holds `total` rows; returns the count. Chunks are small: with the usage
+    triggers, a chunk of 10⁵ took longer than the engine's 10 s read timeout."""
     conn.execute(text(
         "CREATE TEMPORARY TABLE IF NOT EXISTS bench_pairs (PRIMARY KEY (n))"
         " SELECT ROW_NUMBER() OVER (ORDER BY k.id, t.id) - 1 AS n, k.id AS key_id,"
@@ -134,8 +159,10 @@ def fill_history(conn: Connection, total: int, progress, chunk: int = 100_000) -
     have = conn.execute(text("SELECT COUNT(*) FROM reservations")).scalar()
     while have < total:
         count = min(chunk, total - have)
-        conn.execute(text(_HISTORY.format(count=count, pairs=pairs)))
+        for statement in (_HISTORY, _PING_HISTORY):
+            conn.execute(text(statement.format(count=count, pairs=pairs, age=_age(have))))
         conn.commit()
         have += count
-        progress(f"reservations table: {have:,} rows")
+        if have % 100_000 < chunk or have == total:
+            progress(f"reservations table: {have:,} rows")
     return have

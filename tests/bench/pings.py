@@ -1,8 +1,10 @@
-"""Pings: wrk against POST /rtbs.json on the real app and on the no-op floor, alternately.
+"""Pings: wrk against POST /rtbs.json on the real app and on its two floors, in turn.
 
 wrk's Lua picks a key, a caller number and tags per request, so the real app
 sees the variety of a market (reservations, Ping Shield, auto-confirms, caps,
-geo and tag rejections); the floor gets the very same requests.
+geo and tag rejections); the floors get the very same requests. The no-op
+floor is what gunicorn and Flask cost; the durable floor adds one INSERT and
+COMMIT, the least a ping that writes a reservation can cost.
 """
 
 from __future__ import annotations
@@ -94,22 +96,25 @@ def reserved_share(counts: dict[str, int]) -> float:
     return round(reserved / total, 4) if total else 0.0
 
 
-def measure(real_url: str, floor_url: str, engine: Engine, script: Path,
+def measure(real_url: str, floors: dict[str, str], engine: Engine, script: Path,
             connections: tuple[int, ...], seconds: int, progress) -> dict:
-    """Floor and real alternately at each concurrency, after a short warm-up of both."""
-    for url in (floor_url, real_url):
+    """The floors (name => URL) and then the real app at each concurrency, after a
+    short warm-up of each; each ratio is the real app's rate over that floor's."""
+    for url in (*floors.values(), real_url):
         wrk(url, script, max(connections), 2)
     results = {}
     for conns in connections:
-        progress(f"pings: no-op floor, {conns} connections, {seconds} s")
-        floor = wrk(floor_url, script, conns, seconds)
+        measured = {}
+        for name, url in floors.items():
+            progress(f"pings: {name} floor, {conns} connections, {seconds} s")
+            measured[name] = wrk(url, script, conns, seconds)
         progress(f"pings: real app, {conns} connections, {seconds} s")
         mark = last_ping(engine)
         real = wrk(real_url, script, conns, seconds)
         counts = outcomes(engine, mark)
         results[str(conns)] = {
-            "real": real.as_dict(), "floor": floor.as_dict(),
-            "ratio": round(real.rps / floor.rps, 3) if floor.rps else 0.0,
+            "real": real.as_dict(), "floors": {n: r.as_dict() for n, r in measured.items()},
+            "ratios": {n: round(real.rps / r.rps, 3) if r.rps else 0.0 for n, r in measured.items()},
             "outcomes": counts, "reserved_share": reserved_share(counts),
         }
     return results

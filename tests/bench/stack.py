@@ -1,7 +1,8 @@
 """The benchmark's own stack under $RTB_VAR_DIR/bench, on free ports, started as `make run` does.
 
 Beside the real parts it runs their floors: the same gunicorn serving a
-no-op app, and a second Kamailio on the same cfg with FIXED_ROUTE set.
+no-op app and a durable one (one INSERT and COMMIT a request), and a second
+Kamailio on the same cfg with FIXED_ROUTE set.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from app.stack.mariadb import PrivateMariaDB
 from tests.sip import Buyer, free_port, free_sip_port
 
 FLOOR_APP = "tests.bench.floor:create_app()"
+DURABLE_FLOOR_APP = "tests.bench.floor:create_durable_app()"
+# Each real worker loads the ZIP and area-code tables at start (over a CPU
+# second each): on a busy machine, beside two Kamailios, that takes over 30 s.
+GUNICORN_START_SECONDS = 120
 # What the environment may not choose for the bench: it never uses an
 # operator's database, ports or state.
 NOT_INHERITED = ("RTB_DATABASE_URL", "RTB_KAMAILIO_DATABASE_URL", "RTB_HTTP_PORT", "RTB_SIP_PORT",
@@ -59,23 +64,28 @@ class BenchStack:
         self.buyer: Buyer | None = None
 
     def start(self, progress) -> None:
-        # A fresh database each run: the figures must not depend on the last run's rows.
-        shutil.rmtree(self.dir / "mariadb", ignore_errors=True)
+        # A fresh database and fresh topos records each run: the figures must not
+        # depend on the last run's rows (topos's db_text tables are read through).
+        for state in ("mariadb", "kamailio", "fixed"):
+            shutil.rmtree(self.dir / state, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         progress("starting MariaDB")
         self._start(self.database)
         self.buyer = Buyer(self.workdir, calls=10_000_000, timeout=3600, trace=False)
-        progress("starting Kamailio (real and fixed-route) and gunicorn (real and no-op floor)")
+        progress("starting Kamailio (real and fixed-route) and gunicorn (real, no-op and durable floors)")
         self._start(Kamailio(self.settings))
         self.fixed = self._fixed_route()
         self._start(self.fixed)
-        self.app = self._start(Gunicorn(self.settings))
+        self.app = self._start(Gunicorn(self.settings), timeout=GUNICORN_START_SECONDS)
         self.floor = self._start(Gunicorn(self._beside("floor", http_port=free_tcp_port()),
-                                          FLOOR_APP))
+                                          FLOOR_APP), timeout=GUNICORN_START_SECONDS)
+        self.durable_floor = self._start(Gunicorn(
+            self._beside("durable-floor", http_port=free_tcp_port()), DURABLE_FLOOR_APP),
+            timeout=GUNICORN_START_SECONDS)
 
-    def _start(self, part):
-        part.start()
+    def _start(self, part, **start):
+        part.start(**start)
         self.started.append(part)
         return part
 

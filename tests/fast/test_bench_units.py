@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.bench.calls import Step, highest_held
 from tests.bench.pings import parse_wrk, reserved_share
-from tests.bench.report import distribution, percentile
+from tests.bench.report import distribution, floor_failed, markdown, percentile
 from tests.bench.scale import flatness
 from tests.bench.sipua import parse
 
@@ -64,3 +64,46 @@ def test_sip_response_headers_are_parsed_and_record_routes_split():
     assert reply.headers["record-route"] == ["<sip:a;lr>", "<sip:b;lr>", "<sip:c;lr>"]
     assert reply.first("cseq") == "1 INVITE"
     assert parse(b"INVITE sip:x@y SIP/2.0\r\n\r\n") is None
+
+
+def _run(real: dict, floors: dict) -> dict:
+    return {"real": real, "floors": floors, "outcomes": {}, "reserved_share": 1.0,
+            "ratios": {n: round(real["rps"] / f["rps"], 3) for n, f in floors.items()}}
+
+
+def _result(fixed_steps: list[dict], real_rate: int, fixed_rate: int) -> dict:
+    wrk = {"rps": 1000.0, "p50_ms": 5.0, "p99_ms": 20.0, "p999_ms": 30.0, "http_errors": 0,
+           "socket_errors": 0}
+    floors = {"noop": {**wrk, "rps": 4000.0}, "durable": {**wrk, "rps": 1500.0}}
+    pings = {state: {c: _run(wrk, floors) for c in ("16", "64")} for state in ("fresh", "history")}
+    claim = {"count": 3, "p50": 1.0, "p99": 2.0, "max": 3.0}
+    return {"pings": pings,
+            "calls": {"steps": {"fixed": fixed_steps, "real": []}, "real_rate": real_rate,
+                      "fixed_rate": fixed_rate,
+                      "ratio": round(real_rate / fixed_rate, 3) if fixed_rate else 0.0},
+            "freshness": {"pairs": 10, "connected": 10, "ping_to_trying_ms": claim},
+            "scale": {"at": {"1e3": {"reservations": 1000, "claim_ms": claim, "deadlocks": 0},
+                             "1e6": {"reservations": 10**6, "claim_ms": claim, "deadlocks": 2}},
+                      "ratio": 1.0}}
+
+
+def test_a_fixed_route_that_fails_below_the_real_edge_is_no_floor():
+    assert floor_failed({"fixed_rate": 200, "real_rate": 400})
+    assert floor_failed({"fixed_rate": 0, "real_rate": 0})
+    assert not floor_failed({"fixed_rate": 400, "real_rate": 400})
+    failed = [{"rate": 100, "held": True}, {"rate": 200, "held": True}, {"rate": 300, "held": False}]
+    table = markdown(_result(failed, real_rate=800, fixed_rate=200))
+    calls_row = next(line for line in table.splitlines() if line.startswith("| calls/s"))
+    assert "fixed route failed at 300/s" in calls_row
+    assert calls_row.endswith("| **no** (floor failed) |")
+
+
+def test_the_goals_table_divides_pings_by_the_durable_floor_and_history_by_fresh():
+    table = markdown(_result([{"rate": 1600, "held": True}], real_rate=1600, fixed_rate=1600))
+    lines = table.splitlines()
+    assert lines[2] == ("| pings/s at 16 connections, 10⁶ history ÷ durable floor"
+                        " | 1,000 / 1,500 = 67% | ≥ 60% | yes |")
+    assert lines[3].endswith("| 20.0 ms | ≤ 25 ms | yes |")
+    assert lines[4].endswith("| 1.00 pings, 1.00 claims | within ±10% | yes |")
+    assert lines[5].endswith("| 1600 / 1600 = 100% | ≥ 90% | yes |")
+    assert lines[-1].endswith("(2 of 3 deadlocked) | none deadlocked | **no** |")
