@@ -91,6 +91,7 @@ class Settings:
     sip_keepalive_seconds: int
     sip_keepalive_failures: int
     sip_reply_seconds: int
+    retention_days: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -123,6 +124,8 @@ class Settings:
             sip_keepalive_seconds=_count(env, "RTB_SIP_KEEPALIVE_SECONDS", 30, minimum=30),
             sip_keepalive_failures=_count(env, "RTB_SIP_KEEPALIVE_FAILURES", 1),
             sip_reply_seconds=_count(env, "RTB_SIP_REPLY_SECONDS", 10),
+            # The counters' months reach 32 days back: history that young stays.
+            retention_days=_count(env, "RTB_RETENTION_DAYS", 90, minimum=33),
         )
 
     @property

@@ -45,6 +45,7 @@ def test_settings_have_working_defaults():
     assert s.sip_realm == s.sip_domain
     assert s.var_dir == Path(__file__).resolve().parents[2] / "var"
     assert s.private_database
+    assert s.retention_days == 90
 
 
 def test_the_ping_limits_have_defaults_and_come_from_the_environment():
@@ -70,6 +71,8 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     # Kamailio's dialog module refuses to start with a shorter interval.
     ("RTB_SIP_KEEPALIVE_SECONDS", "29"), ("RTB_SIP_KEEPALIVE_FAILURES", "0"),
     ("RTB_SIP_REPLY_SECONDS", "0"),
+    # The usage counters count the last 32 days from history.
+    ("RTB_RETENTION_DAYS", "32"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
