@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from app import pings, reports, usage
 from tests import rtbctl
+from tests.polling import eventually
 from tests.test_market import ping, target
 from tests.test_usage import claim, usage_of
 
@@ -165,3 +166,21 @@ def test_pings_and_claims_go_on_while_retention_works_through_a_big_backlog(
     with engine.connect() as conn:
         assert old_rows(conn, m.key_id) == {"pings": 0, "reservations": 0}
     assert rtbctl.run(env, "usage", "--check").returncode == 0
+
+
+def test_kamailios_timer_rolls_up_history_past_the_retention_setting(kamailio, market, engine):
+    """No operator step: the edge's timer keeps RTB_RETENTION_DAYS (90) on its
+    own, once a minute."""
+    m = market()
+    with engine.connect() as conn:
+        conn.execute(text("INSERT INTO pings (key_id, created_at, outcome, duration_ms)"
+                          " VALUES (:k, :at, 'reserved', 2)"),
+                     {"k": m.key_id, "at": midnight(91)})
+
+        def rolled_up() -> bool:
+            return conn.scalar(text("SELECT COUNT(*) FROM ping_days WHERE key_id = :k"),
+                               {"k": m.key_id}) == 1
+
+        assert eventually(rolled_up, timeout=90, interval=1)
+        assert conn.scalar(text("SELECT COUNT(*) FROM pings WHERE key_id = :k"),
+                           {"k": m.key_id}) == 0
