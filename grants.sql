@@ -22,3 +22,4 @@ GRANT EXECUTE ON PROCEDURE rtb_call_event TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_call_untracked TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_expire TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_pstn_match TO rtb_edge;
+GRANT EXECUTE ON PROCEDURE rtb_retain TO rtb_edge;

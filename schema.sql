@@ -205,6 +205,41 @@ CREATE TABLE IF NOT EXISTS pings (
   INDEX pings_key_time_idx (key_id, created_at)
 ) ENGINE=InnoDB;
 
+-- History older than RTB_RETENTION_DAYS, rolled up by rtb_retain() into
+-- counts per UTC day, key and target (0: a ping that reserved nothing),
+-- which `rtbctl report` and `rtbctl pings` add to the rows still kept.
+-- ping_days: pings by outcome and reason ('': none), with the sum and the
+-- longest of their durations.
+CREATE TABLE IF NOT EXISTS ping_days (
+  day DATE NOT NULL,
+  key_id INT UNSIGNED NOT NULL,
+  target_id INT UNSIGNED NOT NULL,
+  outcome VARCHAR(16) CHARACTER SET ascii NOT NULL,
+  reason VARCHAR(32) CHARACTER SET ascii NOT NULL,
+  pings INT UNSIGNED NOT NULL,
+  duration_ms DECIMAL(16, 3) NOT NULL,
+  max_duration_ms DECIMAL(10, 3) NOT NULL,
+  PRIMARY KEY (day, key_id, target_id, outcome, reason)
+) ENGINE=InnoDB;
+
+-- reservation_days: reservations by the day they were made, and calls (with
+-- their answers, conversions, talk time and the payout earned) by the day
+-- they were claimed, each under the target it was for.
+CREATE TABLE IF NOT EXISTS reservation_days (
+  day DATE NOT NULL,
+  key_id INT UNSIGNED NOT NULL,
+  publisher_id INT UNSIGNED NOT NULL,
+  campaign_id INT UNSIGNED NOT NULL,
+  target_id INT UNSIGNED NOT NULL,
+  reservations INT UNSIGNED NOT NULL DEFAULT 0,
+  calls INT UNSIGNED NOT NULL DEFAULT 0,
+  answered INT UNSIGNED NOT NULL DEFAULT 0,
+  converted INT UNSIGNED NOT NULL DEFAULT 0,
+  talk_seconds DECIMAL(16, 3) NOT NULL DEFAULT 0,
+  payout DECIMAL(14, 2) NOT NULL DEFAULT 0,
+  PRIMARY KEY (day, key_id, publisher_id, campaign_id, target_id)
+) ENGINE=InnoDB;
+
 -- --------------------------------------------------------- Kamailio tables
 
 -- auth_db, table version 7. publisher_id is ours: auth_db's
@@ -661,6 +696,109 @@ BEGIN
    WHERE c.ended_at IS NULL AND c.answered_at < NOW(3) - INTERVAL p_call_max_seconds SECOND;
   UPDATE reservations SET status = 'expired'
    WHERE status IN ('reserved', 'confirmed') AND expires_at <= NOW();
+END //
+
+-- Roll history older than p_days (UTC days; at least 33, so that no charge
+-- of a month the counters still count is deleted) up into ping_days and
+-- reservation_days, and delete it: pings first (each counted under its
+-- reservation's target), then reservations with their calls, except one
+-- whose call is still up. Kamailio runs it every minute. Each batch is at
+-- most p_batch rows of one key, found through the key's index, in one short
+-- READ COMMITTED transaction that locks only old rows, which no ping or claim
+-- touches (deleting a reservation this old touches no counter: see
+-- rtb_usage_charge). A row is either rolled up or kept, never both, so what
+-- a report adds up from the two never changes. One run at a time per
+-- database (another returns at once): two would count rows twice.
+CREATE OR REPLACE PROCEDURE rtb_retain(IN p_days INT UNSIGNED, IN p_batch INT UNSIGNED)
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_lock VARCHAR(80) DEFAULT CONCAT(DATABASE(), '.rtb_retain');
+  DECLARE v_cutoff DATETIME;
+  DECLARE v_rows INT;
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; DO RELEASE_LOCK(v_lock); RESIGNAL; END;
+  IF GET_LOCK(v_lock, 0) THEN
+    SET time_zone = '+00:00';
+    SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
+    SET v_cutoff = UTC_DATE() - INTERVAL GREATEST(IFNULL(p_days, 0), 33) DAY;
+    SET p_batch = LEAST(GREATEST(IFNULL(p_batch, 0), 1), 10000);
+    CREATE TEMPORARY TABLE IF NOT EXISTS retain_batch (id BIGINT UNSIGNED PRIMARY KEY) ENGINE=MEMORY;
+    FOR k IN (SELECT id FROM postback_keys) DO
+      REPEAT
+        START TRANSACTION;
+        DELETE FROM retain_batch;
+        INSERT INTO retain_batch
+          SELECT id FROM pings WHERE key_id = k.id AND created_at < v_cutoff LIMIT p_batch;
+        SET v_rows = ROW_COUNT();
+        INSERT INTO ping_days
+          SELECT DATE(p.created_at), p.key_id, IFNULL(r.target_id, 0), p.outcome,
+                 IFNULL(p.reason, ''), COUNT(*), SUM(p.duration_ms), MAX(p.duration_ms)
+            FROM retain_batch b STRAIGHT_JOIN pings p ON p.id = b.id
+            LEFT JOIN reservations r ON r.id = p.reservation_id
+           GROUP BY 1, 2, 3, 4, 5
+        ON DUPLICATE KEY UPDATE pings = pings + VALUES(pings),
+          duration_ms = duration_ms + VALUES(duration_ms),
+          max_duration_ms = GREATEST(max_duration_ms, VALUES(max_duration_ms));
+        DELETE p FROM retain_batch b STRAIGHT_JOIN pings p ON p.id = b.id;
+        COMMIT;
+      UNTIL v_rows < p_batch END REPEAT;
+    END FOR;
+    FOR k IN (SELECT id FROM postback_keys) DO
+      REPEAT
+        CALL rtb_retain_reservations(k.id, v_cutoff, p_batch, v_rows);
+      UNTIL v_rows < p_batch END REPEAT;
+    END FOR;
+    DROP TEMPORARY TABLE retain_batch;
+    DO RELEASE_LOCK(v_lock);
+  END IF;
+END //
+
+-- One batch of rtb_retain(): up to p_batch of a key's reservations that
+-- expired before p_cutoff, with their calls, in one transaction. A ping
+-- answered with a reservation comes before its expiry (a duplicate may come
+-- well after it was made): the hour's margin leaves every such ping rolled
+-- up, with its target, before the reservation goes. The statuses are all
+-- that reservations_status_ck allows: the index is read by each of them.
+-- Every join starts from the batch's ids (STRAIGHT_JOIN): left to choose,
+-- MariaDB walked the whole calls table, locking each row it read.
+CREATE OR REPLACE PROCEDURE rtb_retain_reservations(
+  IN p_key INT UNSIGNED, IN p_cutoff DATETIME, IN p_batch INT UNSIGNED, OUT p_found INT)
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_locked INT;
+  START TRANSACTION;
+  DELETE FROM retain_batch;
+  INSERT INTO retain_batch
+    SELECT id FROM reservations r
+     WHERE key_id = p_key
+       AND status IN ('reserved', 'confirmed', 'claimed', 'completed', 'no-target', 'expired')
+       AND expires_at < p_cutoff - INTERVAL 1 HOUR
+       AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.reservation_id = r.id AND c.ended_at IS NULL)
+     LIMIT p_batch;
+  SET p_found = ROW_COUNT();
+  -- Locked with their calls, and looked at again: a call that came up in
+  -- between keeps its reservation, and none ends between counting and deleting.
+  SELECT COUNT(*) INTO v_locked FROM retain_batch b STRAIGHT_JOIN reservations r ON r.id = b.id
+    LEFT JOIN calls c ON c.reservation_id = r.id FOR UPDATE;
+  DELETE b FROM retain_batch b STRAIGHT_JOIN calls c ON c.reservation_id = b.id WHERE c.ended_at IS NULL;
+  INSERT INTO reservation_days (day, key_id, publisher_id, campaign_id, target_id, reservations)
+    SELECT DATE(r.created_at), r.key_id, r.publisher_id, r.campaign_id, r.target_id, COUNT(*)
+      FROM retain_batch b STRAIGHT_JOIN reservations r ON r.id = b.id
+     GROUP BY 1, 2, 3, 4, 5
+  ON DUPLICATE KEY UPDATE reservations = reservations + VALUES(reservations);
+  INSERT INTO reservation_days (day, key_id, publisher_id, campaign_id, target_id, calls,
+                                answered, converted, talk_seconds, payout)
+    SELECT DATE(c.claimed_at), r.key_id, r.publisher_id, r.campaign_id, c.target_id, COUNT(*),
+           COUNT(c.answered_at), SUM(c.converted), IFNULL(SUM(c.talk_seconds), 0),
+           SUM(IF(c.converted, r.payout, 0))
+      FROM retain_batch b STRAIGHT_JOIN reservations r ON r.id = b.id
+      STRAIGHT_JOIN calls c ON c.reservation_id = r.id
+     GROUP BY 1, 2, 3, 4, 5
+  ON DUPLICATE KEY UPDATE calls = calls + VALUES(calls), answered = answered + VALUES(answered),
+    converted = converted + VALUES(converted),
+    talk_seconds = talk_seconds + VALUES(talk_seconds), payout = payout + VALUES(payout);
+  DELETE c FROM retain_batch b STRAIGHT_JOIN calls c ON c.reservation_id = b.id;
+  DELETE r FROM retain_batch b STRAIGHT_JOIN reservations r ON r.id = b.id;
+  COMMIT;
 END //
 
 -- What happened to call p_call (its id and token, as its claim returned

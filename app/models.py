@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from sqlalchemy import (JSON, BigInteger, Column, Computed, DateTime, ForeignKey, Integer, Numeric, String,
+from sqlalchemy import (JSON, BigInteger, Column, Computed, Date, DateTime, ForeignKey, Integer, Numeric, String,
                         Table)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -159,6 +159,39 @@ class Ping(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     reservation_id: Mapped[int | None] = mapped_column(BigInteger)
     duration_ms: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+
+
+class PingDay(Base):
+    """Pings older than RTB_RETENTION_DAYS, rolled up by rtb_retain(): target_id 0
+    is none, reason '' is none; duration_ms is their durations' sum."""
+
+    __tablename__ = "ping_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key_id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pings: Mapped[int]
+    duration_ms: Mapped[Decimal] = mapped_column(Numeric(16, 3))
+    max_duration_ms: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+
+
+class ReservationDay(Base):
+    """Reservations (by the day made) and calls (by the day claimed) older than
+    RTB_RETENTION_DAYS, rolled up by rtb_retain()."""
+
+    __tablename__ = "reservation_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key_id: Mapped[int] = mapped_column(primary_key=True)
+    publisher_id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(primary_key=True)
+    reservations: Mapped[int] = mapped_column(default=0)
+    calls: Mapped[int] = mapped_column(default=0)
+    answered: Mapped[int] = mapped_column(default=0)
+    converted: Mapped[int] = mapped_column(default=0)
+    talk_seconds: Mapped[Decimal] = mapped_column(Numeric(16, 3), default=0)
+    payout: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=0)
 
 
 class TargetUsageCount(Base):

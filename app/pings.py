@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app import reservations
 from app.domain_errors import DomainError, Invalid
-from app.models import Ping, PostbackKey
+from app.models import Ping, PingDay, PostbackKey
 from app.reservations import Rejection, Reserved
 from app.settings import PingLimits
 
@@ -96,15 +97,26 @@ def record(session: Session, key: PostbackKey, outcome: Reserved | Rejection | s
 def summary(session: Session, key_ids: list[int] | None, since: datetime) -> list[dict]:
     """Counts by outcome and reason, with their average and slowest time, most first.
 
-    key_ids None counts every key's pings.
+    key_ids None counts every key's pings. Pings that rtb_retain() has rolled
+    up count by whole UTC days: the days that begin at or after `since`.
     """
-    query = (select(Ping.outcome, Ping.reason, func.count(), func.avg(Ping.duration_ms),
-                    func.max(Ping.duration_ms))
-             .where(Ping.created_at >= since)
-             .group_by(Ping.outcome, Ping.reason)
-             .order_by(func.count().desc()))
+    kept = (select(Ping.outcome, Ping.reason, func.count(), func.sum(Ping.duration_ms),
+                   func.max(Ping.duration_ms))
+            .where(Ping.created_at >= since).group_by(Ping.outcome, Ping.reason))
+    rolled = (select(PingDay.outcome, func.nullif(PingDay.reason, ""), func.sum(PingDay.pings),
+                     func.sum(PingDay.duration_ms), func.max(PingDay.max_duration_ms))
+              .where(PingDay.day >= since).group_by(PingDay.outcome, PingDay.reason))
     if key_ids is not None:
-        query = query.where(Ping.key_id.in_(key_ids))
-    rows = session.execute(query).all()
-    return [{"outcome": o, "reason": r, "pings": n, "avg_ms": round(float(a), 3),
-             "max_ms": float(m)} for o, r, n, a, m in rows]
+        kept = kept.where(Ping.key_id.in_(key_ids))
+        rolled = rolled.where(PingDay.key_id.in_(key_ids))
+    totals: dict[tuple, list] = {}
+    for outcome, reason, count, total_ms, max_ms in [*session.execute(kept),
+                                                     *session.execute(rolled)]:
+        found = totals.setdefault((outcome, reason), [0, Decimal(0), max_ms])
+        found[0] += int(count)
+        found[1] += total_ms
+        found[2] = max(found[2], max_ms)
+    return [{"outcome": o, "reason": r, "pings": n, "avg_ms": round(float(total / n), 3),
+             "max_ms": float(slowest)}
+            for (o, r), (n, total, slowest) in sorted(
+                totals.items(), key=lambda item: (-item[1][0], item[0][0], item[0][1] or ""))]

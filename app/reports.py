@@ -8,14 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select
+from sqlalchemy import Select, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain_errors import NotFound
-from app.models import Call, Ping, PostbackKey, Reservation
+from app.models import Call, Ping, PingDay, PostbackKey, Reservation, ReservationDay
 from app.reservations import DIALABLE, utcnow
 
 BY = ("publisher", "campaign", "target")
+FIGURES = ("pings", "reservations", "calls", "answered", "converted", "talk_seconds", "payout")
 
 
 def reservation(session: Session, uuid: str) -> Reservation:
@@ -45,42 +46,54 @@ def recent_reservations(session: Session, status: str | None = None,
 
 
 def _group(by: str | None, publisher, campaign, target):
-    return {"publisher": publisher, "campaign": campaign, "target": target}.get(by, literal("all"))
+    return {"publisher": publisher, "campaign": campaign, "target": target}.get(
+        by, literal("all")).label("group")
 
 
 def report(session: Session, since: datetime, by: str | None = None) -> list[dict[str, Any]]:
-    """One row per publisher, campaign or target (or one for all) since a moment."""
+    """One row per publisher, campaign or target (or one for all) since a moment.
+
+    History that rtb_retain() has rolled up counts by whole UTC days: the days
+    that begin at or after `since`."""
+    rows: dict[Any, dict[str, Any]] = {}
+    for query in _figures(since, by):
+        for found in session.execute(query).mappings():
+            row = rows.setdefault(found["group"], dict.fromkeys(FIGURES, 0))
+            for figure in FIGURES:
+                row[figure] += found.get(figure) or 0
+    name = by or "all"
+    return sorted(({name: group, **{f: int(row[f]) for f in FIGURES[:5]},
+                    "talk_seconds": float(row["talk_seconds"]), "payout": float(row["payout"])}
+                   for group, row in rows.items()),
+                  key=lambda r: (r[name] is None, str(r[name])))
+
+
+def _figures(since: datetime, by: str | None) -> list[Select]:
+    """The report's counts from the rows kept, and from the days rolled up."""
     pinged = _group(by, PostbackKey.publisher_id, PostbackKey.campaign_id, Reservation.target_id)
-    pings = session.execute(
-        select(pinged, func.count())
+    reserved = _group(by, Reservation.publisher_id, Reservation.campaign_id, Reservation.target_id)
+    called = _group(by, Reservation.publisher_id, Reservation.campaign_id, Call.target_id)
+    rolled = _group(by, ReservationDay.publisher_id, ReservationDay.campaign_id,
+                    ReservationDay.target_id)
+    rolled_pings = _group(by, PostbackKey.publisher_id, PostbackKey.campaign_id,
+                          func.nullif(PingDay.target_id, 0))
+    return [
+        select(pinged, func.count().label("pings"))
         .select_from(Ping).join(PostbackKey, PostbackKey.id == Ping.key_id)
         .outerjoin(Reservation, Reservation.id == Ping.reservation_id)
-        .where(Ping.created_at >= since).group_by(pinged)).all()
-    reserved = _group(by, Reservation.publisher_id, Reservation.campaign_id, Reservation.target_id)
-    reservations = session.execute(
-        select(reserved, func.count()).where(Reservation.created_at >= since)
-        .group_by(reserved)).all()
-    called = _group(by, Reservation.publisher_id, Reservation.campaign_id, Call.target_id)
-    calls = session.execute(
-        select(called, func.count(), func.count(Call.answered_at),
-               func.sum(case((Call.converted, 1), else_=0)),
-               func.coalesce(func.sum(Call.talk_seconds), 0),
-               func.coalesce(func.sum(case((Call.converted, Reservation.payout), else_=0)), 0))
+        .where(Ping.created_at >= since).group_by(pinged),
+        select(rolled_pings, func.sum(PingDay.pings).label("pings"))
+        .join(PostbackKey, PostbackKey.id == PingDay.key_id)
+        .where(PingDay.day >= since).group_by(rolled_pings),
+        select(reserved, func.count().label("reservations"))
+        .where(Reservation.created_at >= since).group_by(reserved),
+        select(called, func.count().label("calls"), func.count(Call.answered_at).label("answered"),
+               func.sum(case((Call.converted, 1), else_=0)).label("converted"),
+               func.sum(Call.talk_seconds).label("talk_seconds"),
+               func.sum(case((Call.converted, Reservation.payout), else_=0)).label("payout"))
         .join(Reservation, Reservation.id == Call.reservation_id)
-        .where(Call.claimed_at >= since).group_by(called)).all()
-
-    rows: dict[Any, dict[str, Any]] = {}
-
-    def row(group) -> dict[str, Any]:
-        return rows.setdefault(group, {by or "all": group, "pings": 0, "reservations": 0,
-                                       "calls": 0, "answered": 0, "converted": 0,
-                                       "talk_seconds": 0.0, "payout": 0.0})
-
-    for group, count in pings:
-        row(group)["pings"] = count
-    for group, count in reservations:
-        row(group)["reservations"] = count
-    for group, count, answered, converted, talk, payout in calls:
-        row(group).update(calls=count, answered=answered, converted=int(converted or 0),
-                          talk_seconds=float(talk), payout=float(payout))
-    return sorted(rows.values(), key=lambda r: (r[by or "all"] is None, str(r[by or "all"])))
+        .where(Call.claimed_at >= since).group_by(called),
+        select(rolled, *(func.sum(getattr(ReservationDay, figure)).label(figure)
+                         for figure in FIGURES[1:]))
+        .where(ReservationDay.day >= since).group_by(rolled),
+    ]

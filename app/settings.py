@@ -92,6 +92,7 @@ class Settings:
     sip_keepalive_failures: int
     sip_reply_seconds: int
     sip_topology_hiding: bool
+    retention_days: int
     http_timeout: int = 30
     sip_shared_memory_mb: int = 256
     rpc_timeout_ms: int = 500
@@ -133,6 +134,8 @@ class Settings:
             # before the CPU did.
             sip_shared_memory_mb=_count(env, "RTB_SIP_SHARED_MEMORY_MB", 256, minimum=64),
             rpc_timeout_ms=_count(env, "RTB_RPC_TIMEOUT_MS", 500),
+            # The counters' months reach 32 days back: history that young stays.
+            retention_days=_count(env, "RTB_RETENTION_DAYS", 90, minimum=33),
         )
 
     @property

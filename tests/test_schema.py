@@ -86,6 +86,7 @@ def test_kamailio_may_claim_and_record_calls_through_the_procedures(database):
         assert claim(kamailio, "none", 1, "c").result == "not_found"
         kamailio.execute(text("CALL rtb_call_untracked(1, 'none', 'c', 0, @open)"))
         kamailio.execute(text("CALL rtb_expire(10800)"))
+        kamailio.execute(text("CALL rtb_retain(90, 1000)"))
     engine.dispose()
 
 

@@ -32,6 +32,7 @@ def defines(settings: Settings) -> list[str]:
         "KEEPALIVE_SECONDS": str(settings.sip_keepalive_seconds),
         "KEEPALIVE_FAILURES": str(settings.sip_keepalive_failures),
         "REPLY_MS": str(settings.sip_reply_seconds * 1000),
+        "RETENTION_DAYS": str(settings.retention_days),
         "TOPOS_DBURL": f'"text://{topos_dir(settings)}"',
     }
     switches = ["-A", "WITH_TOPOS"] if settings.sip_topology_hiding else []

@@ -48,6 +48,7 @@ def test_settings_have_working_defaults():
     assert s.var_dir == Path(__file__).resolve().parents[2] / "var"
     assert s.private_database
     assert (s.http_timeout, s.sip_shared_memory_mb, s.rpc_timeout_ms) == (30, 256, 500)
+    assert s.retention_days == 90
 
 
 def test_the_ping_limits_have_defaults_and_come_from_the_environment():
@@ -74,6 +75,8 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_SIP_KEEPALIVE_SECONDS", "29"), ("RTB_SIP_KEEPALIVE_FAILURES", "0"),
     ("RTB_SIP_REPLY_SECONDS", "0"), ("RTB_SIP_TOPOLOGY_HIDING", "yes"),
     ("RTB_HTTP_TIMEOUT", "0"), ("RTB_SIP_SHARED_MEMORY_MB", "32"), ("RTB_RPC_TIMEOUT_MS", "soon"),
+    # The usage counters count the last 32 days from history.
+    ("RTB_RETENTION_DAYS", "32"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
