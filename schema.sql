@@ -332,6 +332,8 @@ CREATE TABLE IF NOT EXISTS target_usage_counts (
   starts_at DATETIME NOT NULL,
   charges INT NOT NULL,
   PRIMARY KEY (target_id, period, starts_at),
+  -- rtb_retain() deletes the rows of periods long over through it.
+  INDEX target_usage_counts_starts_idx (starts_at),
   CONSTRAINT target_usage_counts_period_ck CHECK (period IN ('d', 'h', 'm')),
   CONSTRAINT target_usage_counts_target_fk FOREIGN KEY (target_id) REFERENCES targets (id)
     ON DELETE CASCADE
@@ -702,7 +704,8 @@ END //
 -- of a month the counters still count is deleted) up into ping_days and
 -- reservation_days, and delete it: pings first (each counted under its
 -- reservation's target), then reservations with their calls, except one
--- whose call is still up. Kamailio runs it every minute. Each batch is at
+-- whose call is still up, then the usage counters of periods long over.
+-- Kamailio runs it every minute. Each batch is at
 -- most p_batch rows of one key, found through the key's index, in one short
 -- READ COMMITTED transaction that locks only old rows, which no ping or claim
 -- touches (deleting a reservation this old touches no counter: see
@@ -747,6 +750,11 @@ BEGIN
         CALL rtb_retain_reservations(k.id, v_cutoff, p_batch, v_rows);
       UNTIL v_rows < p_batch END REPEAT;
     END FOR;
+    -- The counters' rows of periods long over: no cap reads them again.
+    REPEAT
+      DELETE FROM target_usage_counts WHERE starts_at < v_cutoff LIMIT p_batch;
+      SET v_rows = ROW_COUNT();
+    UNTIL v_rows < p_batch END REPEAT;
     DROP TEMPORARY TABLE retain_batch;
     DO RELEASE_LOCK(v_lock);
   END IF;

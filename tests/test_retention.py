@@ -184,3 +184,19 @@ def test_kamailios_timer_rolls_up_history_past_the_retention_setting(kamailio, m
         assert eventually(rolled_up, timeout=90, interval=1)
         assert conn.scalar(text("SELECT COUNT(*) FROM pings WHERE key_id = :k"),
                            {"k": m.key_id}) == 0
+
+
+def test_usage_counters_of_periods_long_over_go_and_the_current_ones_stay(
+        client, market, engine, sessions):
+    m = market(targets=[target(daily_cap=10)])
+    with engine.connect() as conn:
+        assert claim(conn, ping(client, m.key)["uuid"]) == "claimed"
+        conn.execute(text("INSERT INTO target_usage_counts VALUES (:t, 'd', :at, 5), (:t, 'm', :at, 5)"),
+                     {"t": m.target_id, "at": midnight(OLD_DAYS)})
+        retain(conn)
+        assert conn.scalar(text("SELECT COUNT(*) FROM target_usage_counts"
+                                " WHERE target_id = :t AND starts_at < :cutoff"),
+                           {"t": m.target_id, "cutoff": midnight(DAYS)}) == 0
+    assert usage_of(sessions, m.target_id)[1:] == (1, 1, 1)
+    with sessions() as db:
+        assert usage.drift(db) == []

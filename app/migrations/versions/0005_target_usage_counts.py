@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS target_usage_counts (
   starts_at DATETIME NOT NULL,
   charges INT NOT NULL,
   PRIMARY KEY (target_id, period, starts_at),
+  INDEX target_usage_counts_starts_idx (starts_at),
   CONSTRAINT target_usage_counts_period_ck CHECK (period IN ('d', 'h', 'm')),
   CONSTRAINT target_usage_counts_target_fk FOREIGN KEY (target_id) REFERENCES targets (id)
     ON DELETE CASCADE
