@@ -60,6 +60,8 @@ def _sipp(workdir: Path, edge: tuple[str, int], ip: str, uuids: list[str], rate:
          "-key", "domain", edge[0], "-i", ip, "-p", str(free_port(ip)),
          "-mp", str(free_port(ip)), "-m", str(len(uuids)), "-r", f"{rate:g}",
          "-d", str(HOLD_MS), "-timeout", f"{seconds + 30}s", "-nostdin", "-max_retrans", "3",
+         # Answer the edge's keepalives (OPTIONS within the call), as a phone does.
+         "-aa",
          "-trace_err", "-error_file", str(workdir / f"errors-{ip}.log")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=workdir)
 
