@@ -60,6 +60,12 @@ def _sipp(workdir: Path, edge: tuple[str, int], ip: str, uuids: list[str], rate:
          "-key", "domain", edge[0], "-i", ip, "-p", str(free_port(ip)),
          "-mp", str(free_port(ip)), "-m", str(len(uuids)), "-r", f"{rate:g}",
          "-d", str(HOLD_MS), "-timeout", f"{seconds + 30}s", "-nostdin", "-max_retrans", "3",
+         # Answer the edge's keepalives (OPTIONS within the call), and ignore a
+         # 180 that comes after the 200 rather than abort the call, as a phone
+         # does: the edge's children relay the two in parallel, and when the
+         # 200 costs the edge no more than the 180 (the fixed route records no
+         # answer), it often overtakes it.
+         "-aa", "-default_behaviors", "all,-abortunexp",
          "-trace_err", "-error_file", str(workdir / f"errors-{ip}.log")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=workdir)
 
