@@ -94,10 +94,9 @@ def call_json(call: Call, reservation: Reservation) -> dict[str, Any]:
 def ping():
     started = time.perf_counter()
     values = params()
-    db = session()
-    key = reservations.authenticate(db, scalar(values, "key"))
     tags = {name: value for name, value in values.items() if name not in RESERVED_PARAMS}
-    outcome = pings.ping(db, key, scalar(values, "caller_number"), tags, started,
+    outcome = pings.ping(session(), current_app.extensions["rtb.ping_cache"],
+                         scalar(values, "key"), scalar(values, "caller_number"), tags, started,
                          current_app.config["RTB_PING_LIMITS"])
     if isinstance(outcome, reservations.Rejection):
         return jsonify(rtb={"status": "rejected", "reason": outcome.reason})
