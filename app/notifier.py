@@ -42,16 +42,12 @@ def _call(rpc, method: str, params: tuple) -> None:
 
 
 def _send(session: Session) -> None:
+    rpc = session.info.get(RPC)
     for method, params in session.info.pop(_PENDING, []):
-        send(session, method, *params)
-
-
-def send(session: Session, method: str, *params: object) -> None:
-    """Tell Kamailio now, of what a procedure committed on its own (rtb_ping)."""
-    try:
-        _call(session.info.get(RPC), method, params)
-    except RPCError as error:
-        log.warning("Kamailio not told (%s); it will read the database instead", error)
+        try:
+            _call(rpc, method, params)
+        except RPCError as error:
+            log.warning("Kamailio not told (%s); it will read the database instead", error)
 
 
 def _drop(session: Session) -> None:

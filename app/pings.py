@@ -57,9 +57,11 @@ def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number:
             continue
         answer = _answer(row, key, error, limits)
         if isinstance(answer, Reserved) and not answer.shielded:
-            notifier.send(session, "htable.setxs", "rsv", row.uuid,
-                          reservations.htable_value(answer.reservation),
-                          key.ttl_seconds + reservations.HTABLE_GRACE)
+            notifier.queue(session, "htable.setxs", "rsv", row.uuid,
+                           reservations.htable_value(answer.reservation),
+                           key.ttl_seconds + reservations.HTABLE_GRACE)
+        # Sends the queued push: rtb_ping committed the reservation already.
+        session.commit()
         return answer
     raise RuntimeError(f"keys or targets changed under {STALE_TRIES} pings in a row")
 
