@@ -791,7 +791,9 @@ CREATE OR REPLACE TRIGGER postback_keys_cache_delete AFTER DELETE ON postback_ke
 -- 'stale' (the cache is older than p_version says: nothing was done),
 -- 'error' (reason: invalid_key, rate_limited or p_error), 'rejected'
 -- (reason), 'duplicate' (the caller's live reservation), 'reserved' or
--- 'confirmed', with the reservation and its latest call.
+-- 'confirmed', with the reservation and its latest call. The caller commits:
+-- a worker that dies before it has the answer leaves nothing behind, as
+-- MariaDB rolls back the transaction of a connection that is gone.
 CREATE OR REPLACE PROCEDURE rtb_ping(
   IN p_key INT UNSIGNED, IN p_version BIGINT UNSIGNED, IN p_uuid CHAR(36) CHARACTER SET ascii,
   IN p_caller VARCHAR(16), IN p_tags LONGTEXT, IN p_candidates TEXT, IN p_reason VARCHAR(32),
@@ -810,6 +812,7 @@ BEGIN
   -- An auto-confirm key's reservation is committed, then confirmed like any
   -- other (rtb_confirm locks each candidate target), then logged.
   IF @ping_outcome = 'reserved' AND @ping_publisher IS NOT NULL THEN
+    COMMIT;
     CALL rtb_confirm(p_uuid, @ping_publisher, FALSE, TRUE, NULL, NULL, NULL,
                      @ping_confirmed, @ping_destination, @ping_call, @ping_token);
     IF @ping_confirmed = 'confirmed' THEN
@@ -820,7 +823,6 @@ BEGIN
     START TRANSACTION;
     CALL rtb_ping_log(p_key, @ping_outcome, @ping_why,
                       IF(@ping_outcome = 'confirmed', @ping_id, NULL), @ping_started);
-    COMMIT;
   END IF;
   SELECT @ping_outcome AS outcome, @ping_why AS reason, v.version, r.id, r.uuid, r.status,
          r.payout, r.min_seconds, r.inbound_number, r.expires_at, r.caller_number,
@@ -841,9 +843,9 @@ INSERT INTO pings (key_id, outcome, reason, reservation_id, duration_ms)
   VALUES (p_key, p_outcome, p_reason, p_reservation,
           TIMESTAMPDIFF(MICROSECOND, p_started, SYSDATE(6)) / 1000) //
 
--- One attempt of rtb_ping(), in one transaction. p_publisher is set when
--- the new reservation's key confirms automatically: rtb_ping then confirms
--- and logs it.
+-- One attempt of rtb_ping(), in one transaction, left open for rtb_ping's
+-- caller to commit. p_publisher is set when the new reservation's key
+-- confirms automatically: rtb_ping then confirms and logs it.
 CREATE OR REPLACE PROCEDURE rtb_ping_once(
   IN p_key INT UNSIGNED, IN p_version BIGINT UNSIGNED, IN p_uuid CHAR(36) CHARACTER SET ascii,
   IN p_caller VARCHAR(16), IN p_tags LONGTEXT, IN p_candidates TEXT, IN p_reason VARCHAR(32),
@@ -986,7 +988,6 @@ BEGIN
     CALL rtb_ping_log(p_key, p_outcome, p_why,
                       IF(p_outcome IN ('reserved', 'duplicate'), p_id, NULL), p_started);
   END IF;
-  COMMIT;
 END //
 
 -- A pool number for reservation p_reservation, or NULL when none is free or

@@ -3,7 +3,7 @@
 Python parses the ping, works out the caller's place and the targets open to
 them (from the worker's PingCache), and rtb_ping (schema.sql) does the rest
 in one call: the key, its rate window, Ping Shield, caps, the reservation,
-its pool number, the ping-log row, the commit.
+its pool number, the ping-log row; then the worker commits.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ STALE_TRIES = 3
 def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number: str | None,
          tags: dict[str, Any], started: float, limits: PingLimits = PingLimits()
          ) -> Reserved | Rejection:
-    """Reserve (and, for auto-confirm keys, confirm) and log the ping, in one call."""
+    """Reserve (and, for auto-confirm keys, confirm) and log the ping: one call, then commit."""
     for _ in range(STALE_TRIES):
         key, targets = cache.lookup(session, raw_key)
         try:
@@ -55,14 +55,15 @@ def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number:
         if row.outcome == "stale":
             cache.forget()
             continue
-        answer = _answer(row, key, error, limits)
-        if isinstance(answer, Reserved) and not answer.shielded:
+        if row.outcome in ("reserved", "confirmed"):
             notifier.queue(session, "htable.setxs", "rsv", row.uuid,
-                           reservations.htable_value(answer.reservation),
+                           reservations.htable_value(_reservation(row)),
                            key.ttl_seconds + reservations.HTABLE_GRACE)
-        # Sends the queued push: rtb_ping committed the reservation already.
+        # rtb_ping leaves its transaction to us: the reservation is committed
+        # (and Kamailio told) only by a worker alive to answer with it, and
+        # the log row of a refused ping with it.
         session.commit()
-        return answer
+        return _answer(row, key, error, limits)
     raise RuntimeError(f"keys or targets changed under {STALE_TRIES} pings in a row")
 
 
