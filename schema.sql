@@ -240,6 +240,17 @@ CREATE TABLE IF NOT EXISTS reservation_days (
   PRIMARY KEY (day, key_id, publisher_id, campaign_id, target_id)
 ) ENGINE=InnoDB;
 
+-- One number that every change to a target or a postback key moves (the
+-- triggers below): each web worker caches keys and targets with the number
+-- it read, and rtb_ping answers 'stale' to a ping that names another, so an
+-- edit takes effect on the next ping.
+CREATE TABLE IF NOT EXISTS ping_cache_version (
+  id TINYINT UNSIGNED PRIMARY KEY,
+  version BIGINT UNSIGNED NOT NULL
+) ENGINE=InnoDB;
+
+INSERT IGNORE INTO ping_cache_version VALUES (1, 0);
+
 -- --------------------------------------------------------- Kamailio tables
 
 -- auth_db, table version 7. publisher_id is ours: auth_db's
@@ -915,6 +926,289 @@ BEGIN
        SET c.ended_at = p_at, c.final_status = p_code, r.status = 'confirmed'
      WHERE c.id = v_call;
   END IF;
+END //
+
+-- A change to a target or a key moves ping_cache_version (see the table).
+CREATE OR REPLACE TRIGGER targets_cache_insert AFTER INSERT ON targets FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+CREATE OR REPLACE TRIGGER targets_cache_update AFTER UPDATE ON targets FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+CREATE OR REPLACE TRIGGER targets_cache_delete AFTER DELETE ON targets FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+CREATE OR REPLACE TRIGGER postback_keys_cache_insert AFTER INSERT ON postback_keys FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+CREATE OR REPLACE TRIGGER postback_keys_cache_update AFTER UPDATE ON postback_keys FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+CREATE OR REPLACE TRIGGER postback_keys_cache_delete AFTER DELETE ON postback_keys FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+
+-- A ping in one call (app/pings.py). The web worker sends what it worked
+-- out from its cache of keys and targets (made at p_version): the caller's
+-- E.164 number, the tags as JSON, the ids of the targets open to this
+-- caller (hours, geo, tags) best first, or p_reason when its rules left
+-- none, or p_error when the ping broke a rule (a tag, the caller number).
+-- Here the rest is decided and written: the key's rate window, the
+-- caller's Ping Shield row, the caps, the reservation, its pool number,
+-- auto-confirmation and the ping-log row. One result set answers: outcome
+-- 'stale' (the cache is older than p_version says: nothing was done),
+-- 'error' (reason: invalid_key, rate_limited or p_error), 'rejected'
+-- (reason), 'duplicate' (the caller's live reservation), 'reserved' or
+-- 'confirmed', with the reservation and its latest call. The caller commits:
+-- a worker that dies before it has the answer leaves nothing behind, as
+-- MariaDB rolls back the transaction of a connection that is gone.
+CREATE OR REPLACE PROCEDURE rtb_ping(
+  IN p_key INT UNSIGNED, IN p_version BIGINT UNSIGNED, IN p_uuid CHAR(36) CHARACTER SET ascii,
+  IN p_caller VARCHAR(16), IN p_tags LONGTEXT, IN p_candidates TEXT, IN p_reason VARCHAR(32),
+  IN p_error VARCHAR(32), IN p_default_rate INT UNSIGNED, IN p_most_numbers INT UNSIGNED,
+  IN p_elapsed_ms DECIMAL(10, 3))
+MODIFIES SQL DATA
+BEGIN
+  SET @ping_key = p_key, @ping_version = p_version, @ping_uuid = p_uuid, @ping_caller = p_caller,
+      @ping_tags = p_tags, @ping_candidates = p_candidates, @ping_reason = p_reason,
+      @ping_error = p_error, @ping_default_rate = p_default_rate,
+      @ping_most_numbers = p_most_numbers, @ping_started = SYSDATE(6) - INTERVAL
+        ROUND(IFNULL(p_elapsed_ms, 0) * 1000) MICROSECOND;
+  CALL rtb_retried('CALL rtb_ping_once(@ping_key, @ping_version, @ping_uuid, @ping_caller,
+    @ping_tags, @ping_candidates, @ping_reason, @ping_error, @ping_default_rate,
+    @ping_most_numbers, @ping_started, @ping_outcome, @ping_why, @ping_id, @ping_publisher)');
+  -- An auto-confirm key's reservation is committed, then confirmed like any
+  -- other (rtb_confirm locks each candidate target), then logged.
+  IF @ping_outcome = 'reserved' AND @ping_publisher IS NOT NULL THEN
+    COMMIT;
+    CALL rtb_confirm(p_uuid, @ping_publisher, FALSE, TRUE, NULL, NULL, NULL,
+                     @ping_confirmed, @ping_destination, @ping_call, @ping_token);
+    IF @ping_confirmed = 'confirmed' THEN
+      SET @ping_outcome = 'confirmed';
+    ELSE
+      SET @ping_outcome = 'rejected', @ping_why = 'capped';
+    END IF;
+    START TRANSACTION;
+    CALL rtb_ping_log(p_key, @ping_outcome, @ping_why,
+                      IF(@ping_outcome = 'confirmed', @ping_id, NULL), @ping_started);
+  END IF;
+  SELECT @ping_outcome AS outcome, @ping_why AS reason, v.version, r.id, r.uuid, r.status,
+         r.payout, r.min_seconds, r.inbound_number, r.expires_at, r.caller_number,
+         r.publisher_id, c.via, c.claimed_at, c.answered_at, c.ended_at, c.talk_seconds,
+         c.final_status, c.converted
+    FROM ping_cache_version v
+    LEFT JOIN reservations r ON r.id = @ping_id
+    LEFT JOIN calls c ON c.id = (SELECT MAX(id) FROM calls WHERE reservation_id = @ping_id)
+   WHERE v.id = 1;
+END //
+
+-- The ping-log row of a ping that started at p_started.
+CREATE OR REPLACE PROCEDURE rtb_ping_log(
+  IN p_key INT UNSIGNED, IN p_outcome VARCHAR(16), IN p_reason VARCHAR(32),
+  IN p_reservation BIGINT UNSIGNED, IN p_started DATETIME(6))
+MODIFIES SQL DATA
+INSERT INTO pings (key_id, outcome, reason, reservation_id, duration_ms)
+  VALUES (p_key, p_outcome, p_reason, p_reservation,
+          TIMESTAMPDIFF(MICROSECOND, p_started, SYSDATE(6)) / 1000) //
+
+-- One attempt of rtb_ping(), in one transaction, left open for rtb_ping's
+-- caller to commit. p_publisher is set when the new reservation's key
+-- confirms automatically: rtb_ping then confirms and logs it.
+CREATE OR REPLACE PROCEDURE rtb_ping_once(
+  IN p_key INT UNSIGNED, IN p_version BIGINT UNSIGNED, IN p_uuid CHAR(36) CHARACTER SET ascii,
+  IN p_caller VARCHAR(16), IN p_tags LONGTEXT, IN p_candidates TEXT, IN p_reason VARCHAR(32),
+  IN p_error VARCHAR(32), IN p_default_rate INT UNSIGNED, IN p_most_numbers INT UNSIGNED,
+  IN p_started DATETIME(6), OUT p_outcome VARCHAR(16), OUT p_why VARCHAR(32),
+  OUT p_id BIGINT UNSIGNED, OUT p_publisher INT UNSIGNED)
+MODIFIES SQL DATA
+BEGIN
+  DECLARE v_version BIGINT UNSIGNED;
+  DECLARE v_campaign, v_publisher, v_ttl, v_rate INT UNSIGNED;
+  DECLARE v_inbound, v_number VARCHAR(16);
+  DECLARE v_auto BOOLEAN;
+  DECLARE v_scope VARCHAR(16) CHARACTER SET ascii;
+  DECLARE v_earlier BIGINT UNSIGNED;
+  DECLARE v_status VARCHAR(16);
+  DECLARE v_live BOOLEAN;
+  DECLARE v_owner INT UNSIGNED;
+  DECLARE v_list TEXT DEFAULT IFNULL(p_candidates, '');
+  DECLARE v_candidate, v_best INT UNSIGNED;
+  DECLARE v_room BOOLEAN;
+  DECLARE v_enabled BOOLEAN DEFAULT FALSE;
+  DECLARE v_ranked VARCHAR(255) CHARACTER SET ascii DEFAULT '';
+  DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+
+  SET p_outcome = NULL, p_why = NULL, p_id = NULL, p_publisher = NULL;
+  SET time_zone = '+00:00';
+  -- Each count must see what the ping holding the lock before us committed.
+  -- (SESSION: the worker's cache reads may have a transaction open, which
+  -- START TRANSACTION commits.)
+  SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
+  START TRANSACTION;
+  ping: BEGIN
+    SELECT version INTO v_version FROM ping_cache_version WHERE id = 1;
+    IF NOT v_version <=> p_version THEN
+      SET p_outcome = 'stale';
+      LEAVE ping;
+    END IF;
+    SELECT campaign_id, publisher_id, ttl_seconds, inbound_number, auto_confirm,
+           IF(duplicate_scope = 'key', CONCAT('k', id), CONCAT('c', campaign_id)),
+           IF(rate_limit > 0, rate_limit, p_default_rate)
+      INTO v_campaign, v_publisher, v_ttl, v_inbound, v_auto, v_scope, v_rate
+      FROM postback_keys WHERE id = p_key;
+    IF v_campaign IS NULL THEN
+      SET p_outcome = 'error', p_why = 'invalid_key';
+      LEAVE ping;
+    END IF;
+    IF p_error IS NOT NULL THEN
+      SET p_outcome = 'error', p_why = p_error;
+      LEAVE ping;
+    END IF;
+
+    -- This ping in the key's current second; the row lock keeps the count exact.
+    INSERT INTO key_rate_windows (key_id, window_start, pings)
+      VALUES (p_key, UNIX_TIMESTAMP(), 1)
+      ON DUPLICATE KEY UPDATE pings = IF(window_start = VALUES(window_start), pings + 1, 1),
+                              window_start = VALUES(window_start);
+    IF (SELECT pings FROM key_rate_windows WHERE key_id = p_key) > v_rate THEN
+      ROLLBACK;
+      SET p_outcome = 'error', p_why = 'rate_limited';
+      LEAVE ping;
+    END IF;
+
+    -- Ping Shield: the caller's row in the key's (or campaign's) scope, locked
+    -- until commit. A live reservation is given back to its own publisher only.
+    IF p_caller IS NOT NULL THEN
+      INSERT INTO caller_reservations (scope, caller_number) VALUES (v_scope, p_caller)
+        ON DUPLICATE KEY UPDATE scope = scope;
+      SELECT reservation_id INTO v_earlier FROM caller_reservations
+       WHERE scope = v_scope AND caller_number = p_caller FOR UPDATE;
+      IF v_earlier IS NOT NULL THEN
+        SELECT status, status IN ('reserved', 'confirmed') AND expires_at > NOW(), publisher_id
+          INTO v_status, v_live, v_owner FROM reservations WHERE id = v_earlier;
+        IF v_live AND v_owner = v_publisher THEN
+          SET p_outcome = 'duplicate', p_id = v_earlier;
+          LEAVE ping;
+        END IF;
+        IF v_live OR v_status = 'claimed' THEN
+          SET p_outcome = 'rejected', p_why = 'duplicate';
+          LEAVE ping;
+        END IF;
+      END IF;
+    END IF;
+
+    IF p_reason IS NOT NULL THEN
+      SET p_outcome = 'rejected', p_why = p_reason;
+      LEAVE ping;
+    END IF;
+    -- The candidates with room, in the worker's order; they become the
+    -- reservation's candidates as far as 255 characters hold them.
+    WHILE v_list <> '' DO
+      SET v_candidate = SUBSTRING_INDEX(v_list, ',', 1);
+      SET v_list = IF(LOCATE(',', v_list) > 0, SUBSTRING(v_list, LOCATE(',', v_list) + 1), '');
+      SET v_room = NULL;
+      SELECT (t.concurrency_cap IS NULL OR u.live < t.concurrency_cap)
+         AND (t.hourly_cap IS NULL OR u.this_hour < t.hourly_cap)
+         AND (t.daily_cap IS NULL OR u.today < t.daily_cap)
+         AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)
+        INTO v_room
+        FROM targets t JOIN target_usage u ON u.target_id = t.id
+       WHERE t.id = v_candidate AND t.campaign_id = v_campaign AND t.enabled;
+      SET v_enabled = v_enabled OR v_room IS NOT NULL;
+      IF v_room THEN
+        IF LENGTH(v_ranked) + LENGTH(v_candidate) + (v_ranked <> '') > 255 THEN
+          SET v_list = '';
+        ELSE
+          SET v_best = IFNULL(v_best, v_candidate),
+              v_ranked = IF(v_ranked = '', v_candidate, CONCAT(v_ranked, ',', v_candidate));
+        END IF;
+      END IF;
+    END WHILE;
+    IF v_best IS NULL THEN
+      SET p_outcome = 'rejected', p_why = IF(v_enabled, 'capped', 'no_target');
+      LEAVE ping;
+    END IF;
+
+    INSERT INTO reservations (uuid, key_id, publisher_id, campaign_id, target_id, caller_number,
+                              inbound_number, payout, min_seconds, tags, status, candidates,
+                              created_at, expires_at)
+      SELECT p_uuid, p_key, v_publisher, v_campaign, id, p_caller, v_inbound, payout,
+             min_seconds, p_tags, 'reserved', v_ranked, NOW(), NOW() + INTERVAL v_ttl SECOND
+        FROM targets WHERE id = v_best;
+    SET p_id = LAST_INSERT_ID(), p_outcome = 'reserved';
+    IF p_caller IS NOT NULL THEN
+      UPDATE caller_reservations SET reservation_id = p_id
+       WHERE scope = v_scope AND caller_number = p_caller;
+    END IF;
+    IF v_inbound IS NULL THEN
+      CALL rtb_ping_number(p_id, p_key, v_campaign, p_caller, NOW() + INTERVAL v_ttl SECOND,
+                           p_most_numbers, v_number);
+      IF v_number IS NOT NULL THEN
+        UPDATE reservations SET inbound_number = v_number WHERE id = p_id;
+      END IF;
+    END IF;
+    IF v_auto THEN
+      SET p_publisher = v_publisher;
+    END IF;
+  END ping;
+  -- Every ping of a known key is logged, an auto-confirmed one by rtb_ping.
+  IF p_outcome <> 'stale' AND NOT p_why <=> 'invalid_key' AND p_publisher IS NULL THEN
+    CALL rtb_ping_log(p_key, p_outcome, p_why,
+                      IF(p_outcome IN ('reserved', 'duplicate'), p_id, NULL), p_started);
+  END IF;
+END //
+
+-- A pool number for reservation p_reservation, or NULL when none is free or
+-- the key's live reservations hold p_most already. With a caller number: a
+-- number not held, that no other live reservation shares with this caller
+-- (a call is matched by number plus caller ID); the number's row is read
+-- under a shared lock and the (number, caller) row locked, so sharers do not
+-- wait for each other. Without: a number no live reservation uses, held for
+-- this one alone until p_expires, under the number row's exclusive lock.
+-- Numbers are taken in a fixed order, so these locks cannot deadlock.
+-- Racing pings of one key count their numbers in turn: rtb_ping_once holds
+-- the key's rate window row.
+CREATE OR REPLACE PROCEDURE rtb_ping_number(
+  IN p_reservation BIGINT UNSIGNED, IN p_key INT UNSIGNED, IN p_campaign INT UNSIGNED,
+  IN p_caller VARCHAR(16), IN p_expires TIMESTAMP, IN p_most INT UNSIGNED,
+  OUT p_number VARCHAR(16))
+MODIFIES SQL DATA
+this_proc: BEGIN
+  DECLARE v_held TIMESTAMP;
+  DECLARE v_match BIGINT UNSIGNED;
+  SET p_number = NULL;
+  IF NOT EXISTS (SELECT 1 FROM numbers WHERE campaign_id = p_campaign OR campaign_id IS NULL)
+     OR (SELECT COUNT(*) FROM reservations
+          WHERE key_id = p_key AND inbound_number IS NOT NULL
+            AND status IN ('reserved', 'confirmed', 'claimed') AND expires_at > NOW()) >= p_most
+  THEN
+    LEAVE this_proc;
+  END IF;
+  pool: FOR n IN (SELECT number FROM numbers WHERE campaign_id = p_campaign OR campaign_id IS NULL
+                  ORDER BY campaign_id IS NULL, number) DO
+    IF p_caller IS NOT NULL THEN
+      SELECT held_until INTO v_held FROM numbers WHERE number = n.number LOCK IN SHARE MODE;
+    ELSE
+      SELECT held_until INTO v_held FROM numbers WHERE number = n.number FOR UPDATE;
+    END IF;
+    IF v_held IS NULL OR v_held <= NOW() THEN
+      IF p_caller IS NOT NULL THEN
+        INSERT INTO caller_reservations (scope, caller_number)
+          VALUES (CONCAT('n', n.number), p_caller) ON DUPLICATE KEY UPDATE scope = scope;
+        SELECT reservation_id INTO v_match FROM caller_reservations
+         WHERE scope = CONCAT('n', n.number) AND caller_number = p_caller FOR UPDATE;
+        IF NOT EXISTS (SELECT 1 FROM reservations WHERE id = v_match
+                         AND status IN ('reserved', 'confirmed', 'claimed') AND expires_at > NOW())
+        THEN
+          UPDATE caller_reservations SET reservation_id = p_reservation
+           WHERE scope = CONCAT('n', n.number) AND caller_number = p_caller;
+          SET p_number = n.number;
+          LEAVE pool;
+        END IF;
+      ELSEIF NOT EXISTS (SELECT 1 FROM reservations WHERE inbound_number = n.number
+                           AND status IN ('reserved', 'confirmed', 'claimed')
+                           AND expires_at > NOW()) THEN
+        UPDATE numbers SET held_by = p_reservation, held_until = p_expires
+         WHERE number = n.number;
+        SET p_number = n.number;
+        LEAVE pool;
+      END IF;
+    END IF;
+  END FOR pool;
 END //
 
 DELIMITER ;

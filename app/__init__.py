@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None,
 
     from app import api, errors, targeting
     from app.db import make_sessionmaker
+    from app.ping_cache import PingCache
     from app.settings import Settings
 
     settings = settings or Settings.from_env()
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None,
                       RTB_PING_LIMITS=settings.ping_limits)
     app.json.sort_keys = False
     app.extensions["rtb.sessions"] = sessions or make_sessionmaker(settings)
+    # Each worker's own: gunicorn forks the workers before any ping.
+    app.extensions["rtb.ping_cache"] = PingCache()
     errors.register(app)
     app.register_blueprint(api.bp)
     # Load the ZIP code and area code tables now, in each worker, rather than on a first ping.

@@ -94,10 +94,11 @@ def call_json(call: Call, reservation: Reservation) -> dict[str, Any]:
 def ping():
     started = time.perf_counter()
     values = params()
-    db = session()
-    key = reservations.authenticate(db, scalar(values, "key"))
+    cache, key = current_app.extensions["rtb.ping_cache"], scalar(values, "key")
+    # An unknown key is refused before anything else is looked at (a cache hit after).
+    cache.key(session(), key)
     tags = {name: value for name, value in values.items() if name not in RESERVED_PARAMS}
-    outcome = pings.ping(db, key, scalar(values, "caller_number"), tags, started,
+    outcome = pings.ping(session(), cache, key, scalar(values, "caller_number"), tags, started,
                          current_app.config["RTB_PING_LIMITS"])
     if isinstance(outcome, reservations.Rejection):
         return jsonify(rtb={"status": "rejected", "reason": outcome.reason})

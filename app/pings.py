@@ -1,67 +1,98 @@
 """A ping from start to answer, and the ping log: what each ping answered and why.
 
-ping() owns its transaction: it commits the reservation with the ping's log
-row, or rolls back and commits the log row alone.
+Python parses the ping, works out the caller's place and the targets open to
+them (from the worker's PingCache), and rtb_ping (schema.sql) does the rest
+in one call: the key, its rate window, Ping Shield, caps, the reservation,
+its pool number, the ping-log row; then the worker commits.
 """
 
 from __future__ import annotations
 
+import json
+import random
 import time
-from datetime import datetime
+import uuid as uuidlib
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Row, func, select, text
 from sqlalchemy.orm import Session
 
-from app import reservations
-from app.domain_errors import DomainError, Invalid
-from app.models import Ping, PingDay, PostbackKey
+from app import notifier, reservations, targeting
+from app.domain_errors import DomainError, Invalid, RateLimited
+from app.models import Call, Ping, PingDay, PostbackKey, Reservation
+from app.ping_cache import PingCache
 from app.reservations import Rejection, Reserved
 from app.settings import PingLimits
 
-DEADLOCK = 1213
-# How often in all a ping chosen as a deadlock's victim is tried.
-DEADLOCK_TRIES = 3
+_PING = text("CALL rtb_ping(:key, :version, :uuid, :caller, :tags, :candidates, :reason, :error, "
+             ":rate, :numbers, :elapsed)")
+# Answers 'stale' in a row before a ping gives up: each means an edit to a key
+# or a target committed between the cache's reading and the ping.
+STALE_TRIES = 3
 
 
-def ping(session: Session, key: PostbackKey, caller_number: str | None, tags: dict[str, Any],
-         started: float, limits: PingLimits = PingLimits()) -> Reserved | Rejection:
-    """Reserve (and, for auto-confirm keys, confirm), log the ping, commit.
-
-    InnoDB may pick the ping as a deadlock's victim (its foreign key checks
-    share-lock the target a concurrent claim is locking): the transaction is
-    rolled back whole, and tried again, as the procedures do.
-    """
-    attempt = 1
-    while True:
+def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number: str | None,
+         tags: dict[str, Any], started: float, limits: PingLimits = PingLimits()
+         ) -> Reserved | Rejection:
+    """Reserve (and, for auto-confirm keys, confirm) and log the ping: one call, then commit."""
+    for _ in range(STALE_TRIES):
+        key, targets = cache.lookup(session, raw_key)
         try:
-            return _ping_once(session, key, caller_number, tags, started, limits)
-        except OperationalError as error:
-            if attempt == DEADLOCK_TRIES or not error.orig or error.orig.args[0] != DEADLOCK:
-                raise
-            session.rollback()
-            attempt += 1
-
-
-def _ping_once(session: Session, key: PostbackKey, caller_number: str | None,
-               tags: dict[str, Any], started: float, limits: PingLimits) -> Reserved | Rejection:
-    try:
-        check_tags(tags, limits)
-        caller = reservations.normalise_caller(caller_number, key)
-        outcome = reservations.reserve(session, key, caller, tags, limits)
-    except DomainError as error:
-        session.rollback()
-        record(session, key, error.code, started)
+            check_tags(tags, limits)
+            caller, error = reservations.normalise_caller(caller_number, key), None
+        except DomainError as refused:
+            caller, error = None, refused
+        ranked, reason = ([], None) if error else targeting.open_to(
+            targets, targeting.caller_of(caller, tags), datetime.now(UTC), random)
+        row = session.execute(_PING, {
+            "key": key.id, "version": cache.version, "uuid": str(uuidlib.uuid4()),
+            "caller": caller, "tags": json.dumps(tags),
+            "candidates": ",".join(str(t.id) for t in ranked), "reason": reason,
+            "error": error and error.code, "rate": limits.rate_limit,
+            "numbers": limits.held_numbers,
+            "elapsed": round((time.perf_counter() - started) * 1000, 3)}).one()
+        if row.outcome == "stale":
+            cache.forget()
+            continue
+        if row.outcome in ("reserved", "confirmed"):
+            notifier.queue(session, "htable.setxs", "rsv", row.uuid,
+                           reservations.htable_value(_reservation(row)),
+                           key.ttl_seconds + reservations.HTABLE_GRACE)
+        # rtb_ping leaves its transaction to us: the reservation is committed
+        # (and Kamailio told) only by a worker alive to answer with it, and
+        # the log row of a refused ping with it.
         session.commit()
-        raise
-    if isinstance(outcome, Reserved) and key.auto_confirm and not outcome.shielded:
-        if reservations.confirm(session, outcome.reservation, fallback=True) != "confirmed":
-            outcome = Rejection("capped")
-    record(session, key, outcome, started)
-    session.commit()
-    return outcome
+        return _answer(row, key, error, limits)
+    raise RuntimeError(f"keys or targets changed under {STALE_TRIES} pings in a row")
+
+
+def _answer(row: Row, key: PostbackKey, error: DomainError | None,
+            limits: PingLimits) -> Reserved | Rejection:
+    if row.outcome == "rejected":
+        return Rejection(row.reason)
+    if row.outcome != "error":
+        return Reserved(_reservation(row), shielded=row.outcome == "duplicate")
+    if row.reason == "invalid_key":
+        raise reservations.unknown_key()
+    if row.reason == "rate_limited":
+        limit = key.rate_limit or limits.rate_limit
+        raise RateLimited("rate_limited", f"This key may ping {limit} times a second.",
+                          retry_after=1)
+    raise error
+
+
+def _reservation(row: Row) -> Reservation:
+    """The reservation rtb_ping answered with, and its latest call, to shape the answer."""
+    calls = [] if row.via is None else [Call(
+        via=row.via, claimed_at=row.claimed_at, answered_at=row.answered_at,
+        ended_at=row.ended_at, talk_seconds=row.talk_seconds, final_status=row.final_status,
+        converted=bool(row.converted))]
+    return Reservation(id=row.id, uuid=row.uuid, status=row.status, payout=row.payout,
+                       min_seconds=row.min_seconds, inbound_number=row.inbound_number,
+                       expires_at=row.expires_at, caller_number=row.caller_number,
+                       publisher_id=row.publisher_id, calls=calls)
 
 
 def check_tags(tags: dict[str, Any], limits: PingLimits) -> None:
@@ -76,22 +107,6 @@ def check_tags(tags: dict[str, Any], limits: PingLimits) -> None:
         if len(str(value)) > limits.tag_value_chars:
             raise Invalid("invalid_tag",
                           f"tag {name!r} has more than {limits.tag_value_chars} characters")
-
-
-def record(session: Session, key: PostbackKey, outcome: Reserved | Rejection | str,
-           started: float) -> None:
-    """Log one ping: a reservation, a rejection, or the code of the error it got."""
-    if isinstance(outcome, Reserved):
-        kind, reason = ("duplicate", None) if outcome.shielded else (outcome.reservation.status, None)
-        reservation_id = outcome.reservation.id
-    elif isinstance(outcome, Rejection):
-        kind, reason, reservation_id = "rejected", outcome.reason, None
-    else:
-        kind, reason, reservation_id = "error", outcome, None
-    # A plain INSERT: nothing reads the row back, so the ORM's unit of work is not needed.
-    session.execute(insert(Ping.__table__).values(
-        key_id=key.id, outcome=kind, reason=reason, reservation_id=reservation_id,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3)))
 
 
 def summary(session: Session, key_ids: list[int] | None, since: datetime) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -172,14 +173,28 @@ def rank(targets: list[TargetLike], rng: random.Random) -> list[TargetLike]:
 def choose(targets: list[TargetLike], usage: dict[int, Usage], caller: Caller, now: datetime,
            rng: random.Random) -> tuple[list[TargetLike], str | None]:
     """The eligible enabled targets, best first, or none and the stage that emptied the list."""
-    if not targets:
-        return [], "no_target"
-    stages = [
+    return _filter(targets, _stages(caller, now) + [
+        ("capped", lambda t: has_room(t, usage.get(t.id, Usage())))], rng)
+
+
+def open_to(targets: list[TargetLike], caller: Caller, now: datetime,
+            rng: random.Random) -> tuple[list[TargetLike], str | None]:
+    """choose() but for caps, which rtb_ping checks in this order under the database's locks."""
+    return _filter(targets, _stages(caller, now), rng)
+
+
+def _stages(caller: Caller, now: datetime) -> list[tuple[str, Callable[[TargetLike], bool]]]:
+    return [
         ("closed", lambda t: is_open(t.hours, t.timezone, now)),
         ("geo", lambda t: geo_matches(t, caller)),
         ("tags", lambda t: tags_match(t.tag_rules, caller.tags)),
-        ("capped", lambda t: has_room(t, usage.get(t.id, Usage()))),
     ]
+
+
+def _filter(targets: list[TargetLike], stages: list[tuple[str, Callable[[TargetLike], bool]]],
+            rng: random.Random) -> tuple[list[TargetLike], str | None]:
+    if not targets:
+        return [], "no_target"
     for reason, keep in stages:
         targets = [t for t in targets if keep(t)]
         if not targets:

@@ -48,6 +48,7 @@ STATUS_SET = re.compile(
 # Sets only SQL uses: listed here, so a new one is a choice someone made.
 SQL_ONLY_SETS = {
     ("claimed", "completed"): "a call came of it: charged to its target for good",
+    ("reserved", "confirmed", "claimed"): "a call could be for it, or is: it keeps its pool number",
 }
 
 
