@@ -79,7 +79,13 @@ def run_step(workdir: Path, edge: tuple[str, int], sources: dict[str, list[str]]
              for ip, uuids in sources.items()]
     successful = 0
     for proc in procs:
-        out, _ = proc.communicate(timeout=seconds + 60)
+        try:
+            out, _ = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            # SIPp has been seen to outlive its -timeout on a busy machine;
+            # what it had not finished by now counts as failed.
+            proc.kill()
+            out, _ = proc.communicate()
         successful += screen_count("Successful call", out)
     for uuids in sources.values():
         del uuids[:count]
