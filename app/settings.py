@@ -95,6 +95,8 @@ class Settings:
     http_timeout: int = 30
     sip_shared_memory_mb: int = 256
     rpc_timeout_ms: int = 500
+    redis_port: int = 6380
+    redis_url_override: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -133,6 +135,9 @@ class Settings:
             # before the CPU did.
             sip_shared_memory_mb=_count(env, "RTB_SIP_SHARED_MEMORY_MB", 256, minimum=64),
             rpc_timeout_ms=_count(env, "RTB_RPC_TIMEOUT_MS", 500),
+            # topos's records: the private Redis on this port, or the operator's.
+            redis_port=_port(env, "RTB_REDIS_PORT", 6380),
+            redis_url_override=env.get("RTB_REDIS_URL") or None,
         )
 
     @property
