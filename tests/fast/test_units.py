@@ -21,7 +21,7 @@ from app.phone import InvalidNumber, to_e164
 from app.pings import check_tags
 from app.settings import PingLimits, Settings, SettingsError
 from app.stack.kamailio import defines
-from app.stack.redis import ndb_server
+from app.stack.redis import PrivateRedis, ndb_server, redis_parts
 from tests.sip import publisher_scenario
 
 
@@ -206,6 +206,13 @@ def test_a_database_going_away_is_told_apart_from_a_refused_statement(code, unre
 ])
 def test_a_redis_url_becomes_ndb_redis_server_attributes(url, server):
     assert ndb_server(url) == server
+
+
+@pytest.mark.parametrize("env, private", [({}, True), ({"RTB_SIP_TOPOLOGY_HIDING": "0"}, False),
+                                          ({"RTB_REDIS_URL": "redis://10.0.0.5"}, False)])
+def test_a_private_redis_runs_only_for_topology_hiding_without_an_operators(env, private):
+    parts = redis_parts(Settings.from_env(env))
+    assert [type(p) for p in parts] == ([PrivateRedis] if private else [])
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://", "redis://h/x",
