@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules mariadb-server mariadb-client sip-tester sipsak
+DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak
 STAMP := $(VENV)/.installed
 
 .PHONY: help install packages run up down test test-fast soak bench check-cfg clean
@@ -14,11 +14,16 @@ help: ## List the targets
 
 install: packages $(STAMP) ## Install what is missing: Debian packages and the .venv
 
+# The stack runs a Redis of its own under the state folder: Debian's
+# redis-server service, when installed here, is switched off.
 packages: ## Install the Debian packages that are missing
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		if [[ " $$missing " == *" redis-server "* ]] && command -v systemctl >/dev/null; then \
+			systemctl disable --now redis-server >/dev/null 2>&1 || true; \
+		fi; \
 	fi
 
 # Needs python3-venv only; `install` checks the other Debian packages first.
@@ -28,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-run: install ## Start MariaDB, Kamailio and gunicorn in the foreground (Ctrl-C stops)
+run: install ## Start MariaDB, Redis, Kamailio and gunicorn in the foreground (Ctrl-C stops)
 	$(PY) -m app.stack run
 
 up: install ## Start everything in the background; returns once all parts answer

@@ -96,6 +96,8 @@ class Settings:
     http_timeout: int = 30
     sip_shared_memory_mb: int = 256
     rpc_timeout_ms: int = 500
+    redis_port: int = 6380
+    redis_url_override: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -136,6 +138,9 @@ class Settings:
             rpc_timeout_ms=_count(env, "RTB_RPC_TIMEOUT_MS", 500),
             # The counters' months reach 32 days back: history that young stays.
             retention_days=_count(env, "RTB_RETENTION_DAYS", 90, minimum=33),
+            # topos's records: the private Redis on this port, or the operator's.
+            redis_port=_port(env, "RTB_REDIS_PORT", 6380),
+            redis_url_override=env.get("RTB_REDIS_URL") or None,
         )
 
     @property

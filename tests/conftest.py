@@ -21,6 +21,7 @@ from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
+from app.stack.redis import PrivateRedis
 # Market and next_loopback stay importable from here, as tests have imported them.
 from tests.market import DEFAULT_TARGET, Market, make_market, next_loopback  # noqa: F401
 from tests.sip import Buyer, free_port, free_sip_port
@@ -35,6 +36,7 @@ def stack_env(var_dir: Path) -> dict[str, str]:
         "RTB_SIP_PORT": str(free_sip_port()),
         "RTB_RPC_PORT": str(free_port(kind=socket.SOCK_STREAM)),
         "RTB_DB_PORT": str(free_port(kind=socket.SOCK_STREAM)),
+        "RTB_REDIS_PORT": str(free_port(kind=socket.SOCK_STREAM)),
         "RTB_SIP_DOMAIN": SIP_DOMAIN,
         "RTB_HTTP_WORKERS": "2",
     }
@@ -62,7 +64,12 @@ def database(settings):
 
 
 @pytest.fixture(scope="session")
-def kamailio(settings, database):
+def redis(settings):
+    yield from running(PrivateRedis(settings))
+
+
+@pytest.fixture(scope="session")
+def kamailio(settings, database, redis):
     yield from running(Kamailio(settings))
 
 

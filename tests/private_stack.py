@@ -18,6 +18,7 @@ from app.settings import Settings
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
+from app.stack.redis import redis_parts
 from tests.conftest import stack_env
 from tests.market import Market, make_market
 from tests.polling import eventually  # noqa: F401 (importable from here, as tests have)
@@ -29,6 +30,7 @@ class PrivateStack:
         self.env = {**stack_env(var_dir), "RTB_HTTP_WORKERS": str(workers), **settings}
         self.settings = Settings.from_env(self.env)
         self.database = PrivateMariaDB(self.settings)
+        self.redis = redis_parts(self.settings)
         self.kamailio = Kamailio(self.settings)
         self.gunicorn = Gunicorn(self.settings)
         # gunicorn's workers read their settings from the environment.
@@ -40,7 +42,7 @@ class PrivateStack:
     def start(self) -> PrivateStack:
         started = []
         try:
-            for part in (self.database, self.kamailio, self.gunicorn):
+            for part in (self.database, *self.redis, self.kamailio, self.gunicorn):
                 part.start()
                 started.append(part)
         except BaseException:
@@ -53,7 +55,7 @@ class PrivateStack:
     def stop(self) -> None:
         if self.sessions is not None:
             self.sessions.kw["bind"].dispose()
-        for part in (self.gunicorn, self.kamailio, self.database):
+        for part in (self.gunicorn, self.kamailio, *self.redis, self.database):
             part.stop()
 
     def request(self, method: str, path: str, params: dict, timeout: float = 20) -> tuple[int, dict]:

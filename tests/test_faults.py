@@ -127,6 +127,31 @@ def test_a_kamailio_restart_loses_no_reservation_and_no_call_and_claims_none_twi
                                          u=expiring)[0][0] == "expired", 20)
 
 
+def test_a_call_up_across_a_kamailio_killed_outright_hangs_up_through_the_new_one(
+        stack, buyers, workdir):
+    """topos's records live in Redis, not in Kamailio's memory: a SIGKILL
+    (no chance to write anything down) loses none of them."""
+    b = buyers()
+    m = stack.market([{"sip_uri": b.uri}])
+    across = stack.ping(m.key)[1]["rtb"]["uuid"]
+    pool, up = dial_in_background(workdir, stack, across, m.ip, hold_ms=6000)
+    assert eventually(lambda: (call_row(stack, across) or [None])[0] is not None, 30)
+
+    os.killpg(stack.kamailio.service.pid(), signal.SIGKILL)
+    assert eventually(lambda: not stack.kamailio.service.alive(), 10)
+    stack.kamailio.stop()
+    stack.kamailio.start()
+
+    # The publisher's BYE, routed by the edge's own Route, reached the buyer
+    # through the new Kamailio, and the buyer's 200 came back the same way.
+    call = up.result(timeout=60)
+    pool.shutdown()
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+    _, ended, talk, status = call_row(stack, across)
+    assert ended is not None and talk > 0 and status == "completed"
+
+
 def test_a_database_outage_answers_503_keeps_calls_up_and_recovers_alone(stack, buyers, workdir):
     b = buyers(calls=2)
     m = stack.market([{"sip_uri": b.uri}])

@@ -49,13 +49,14 @@ def test_kamailio_finds_the_table_versions_it_checks(sessions):
 
 
 @pytest.mark.parametrize("topology_hiding", [True, False])
-def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database, topology_hiding):
+def test_kamailio_cfg_passes_kamailio_c_with_these_settings(settings, database, redis,
+                                                           topology_hiding):
     done = check_config(dataclasses.replace(settings, sip_topology_hiding=topology_hiding))
     assert done.returncode == 0, done.stderr
     assert f"udp: {settings.sip_addr} [{settings.sip_addr}]:{settings.sip_port}" in done.stdout
 
 
-def test_the_bench_fixed_route_lives_outside_the_production_config(settings, database):
+def test_the_bench_fixed_route_lives_outside_the_production_config(settings, database, redis):
     """kamailio.cfg includes bench-fixed-route.cfg only when started with FIXED_ROUTE."""
     done = check_config(settings, "-A", 'FIXED_ROUTE="sip:buyer@127.0.0.1:5090"')
     assert done.returncode == 0, done.stderr

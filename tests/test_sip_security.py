@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from app.kamailio_rpc import RPCError
 from app.stack.kamailio import Kamailio
+from app.stack.redis import redis_url
 from tests.conftest import SIP_DOMAIN
 from tests.market import next_loopback
 from tests.raw_sip import digest_invite, flood, keepalive, request, send
@@ -252,16 +253,17 @@ def test_a_source_guessing_passwords_is_banned_even_with_the_right_one(
 
 
 @pytest.fixture
-def tcp_only_edge(settings, database, tmp_path):
+def tcp_only_edge(settings, database, redis, tmp_path):
     """Start, once the whitelists are made, a second Kamailio on the same
-    database with RTB_SIP_IP_AUTH_TCP_ONLY=1; stopped after the test."""
+    database and Redis with RTB_SIP_IP_AUTH_TCP_ONLY=1; stopped after the test."""
     started = []
 
     def start() -> Kamailio:
         kamailio_url = database.url("kamailio").render_as_string(hide_password=False)
         tcp_only = replace(settings, var_dir=tmp_path / "tcp-only", sip_port=free_sip_port(),
                            rpc_port=free_port(kind=socket.SOCK_STREAM),
-                           kamailio_database_url_override=kamailio_url, sip_ip_auth_tcp_only=True)
+                           kamailio_database_url_override=kamailio_url, sip_ip_auth_tcp_only=True,
+                           redis_url_override=redis_url(settings))
         started.append(Kamailio(tcp_only))
         started[-1].start()
         return started[-1]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app import migrations
+from app.stack.redis import private_url
 from tests.conftest import stack_env
 from tests.market import next_loopback
 from tests.polling import eventually
@@ -82,8 +83,8 @@ def test_every_log_in_the_state_folder_is_for_its_owner_alone(second):
     env, _, rtbctl = second
     rtbctl("publisher", "add", "log-mode-publisher")
     logs = list(Path(env["RTB_VAR_DIR"]).rglob("*.log"))
-    assert {log.name for log in logs} >= {"mariadb.log", "kamailio.log", "gunicorn.log",
-                                          "access.log"}, logs
+    assert {log.name for log in logs} >= {"mariadb.log", "redis.log", "kamailio.log",
+                                          "gunicorn.log", "access.log"}, logs
     for log in logs:
         assert stat.S_IMODE(log.stat().st_mode) & 0o037 == 0, (log, oct(log.stat().st_mode))
 
@@ -109,9 +110,11 @@ def test_down_stops_everything_and_keeps_the_data(second):
     assert after == before + 1
 
 
-def test_an_existing_database_server_is_used_when_given(tmp_path, database, buyers):
+def test_an_existing_database_server_and_redis_are_used_when_given(tmp_path, database, redis,
+                                                                   buyers):
     """RTB_DATABASE_URL: no private MariaDB; the operator made the database and users,
-    upgraded it with rtbctl and ran grants.sql, as the README says."""
+    upgraded it with rtbctl and ran grants.sql, as the README says. RTB_REDIS_URL:
+    no private Redis; topos keeps its records in the operator's (a database of its own)."""
     database.root_sql(
         "CREATE DATABASE rtb_existing;"
         "CREATE USER 'existing_app'@'127.0.0.1' IDENTIFIED BY 'app-pw';"
@@ -121,7 +124,8 @@ def test_an_existing_database_server_is_used_when_given(tmp_path, database, buye
     app_url = f"mysql+pymysql://existing_app:app-pw@127.0.0.1:{port}/rtb_existing"
     env = {**os.environ, **stack_env(tmp_path / "var"), "RTB_DATABASE_URL": app_url,
            "RTB_KAMAILIO_DATABASE_URL":
-               f"mysql://existing_kamailio:kam-pw@127.0.0.1:{port}/rtb_existing"}
+               f"mysql://existing_kamailio:kam-pw@127.0.0.1:{port}/rtb_existing",
+           "RTB_REDIS_URL": private_url(redis.settings, db=5)}
     rtbctl_path = os.path.join(os.path.dirname(PYTHON), "rtbctl")
     upgraded = subprocess.run([rtbctl_path, "db", "upgrade", "--json"], env=env,
                               capture_output=True, text=True, timeout=60)
@@ -132,6 +136,7 @@ def test_an_existing_database_server_is_used_when_given(tmp_path, database, buye
     try:
         assert started.returncode == 0, started.stderr
         assert not (tmp_path / "var" / "mariadb").exists()
+        assert not (tmp_path / "var" / "redis").exists()
         b = buyers()
 
         def rtbctl(*args: str) -> dict:
@@ -148,5 +153,6 @@ def test_an_existing_database_server_is_used_when_given(tmp_path, database, buye
         call = dial(tmp_path, ("127.0.0.1", int(env["RTB_SIP_PORT"])), body["rtb"]["uuid"],
                     source_ip=ip)
         assert call.returncode == 0, call.log
+        assert redis.cli("--scan", db=5).split(), "no topos record in the operator's Redis"
     finally:
         subprocess.run([*stack, "down"], env=env, capture_output=True, timeout=120)

@@ -18,11 +18,12 @@ from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB, upgrade_schema
 from app.stack.process import StartError
+from app.stack.redis import redis_parts
 
 
 def parts(settings: Settings) -> list:
     database = [PrivateMariaDB(settings)] if settings.private_database else []
-    return [*database, Kamailio(settings), Gunicorn(settings)]
+    return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings)]
 
 
 def up(settings: Settings) -> list:

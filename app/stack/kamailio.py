@@ -9,12 +9,10 @@ from pathlib import Path
 from app.database_urls import kamailio_database_url
 from app.kamailio_rpc import KamailioRPC, RPCError, rpc_secret
 from app.settings import Settings
+from app.stack.redis import ndb_server, redis_url
 from app.stack.process import Service
 
 SECRETS = "rtb-secrets.cfg"
-# Kamailio's own db_text table definitions, from its package.
-DBTEXT_TABLES = Path("/usr/share/kamailio/dbtext/kamailio")
-TOPOS_TABLES = ("version", "topos_d", "topos_t")
 
 
 def defines(settings: Settings) -> list[str]:
@@ -33,7 +31,6 @@ def defines(settings: Settings) -> list[str]:
         "KEEPALIVE_FAILURES": str(settings.sip_keepalive_failures),
         "REPLY_MS": str(settings.sip_reply_seconds * 1000),
         "RETENTION_DAYS": str(settings.retention_days),
-        "TOPOS_DBURL": f'"text://{topos_dir(settings)}"',
     }
     switches = ["-A", "WITH_TOPOS"] if settings.sip_topology_hiding else []
     return [arg for name, value in values.items() for arg in ("-A", f"{name}={value}")] + switches
@@ -43,36 +40,20 @@ def run_dir(settings: Settings) -> Path:
     return settings.var_dir / "kamailio"
 
 
-def topos_dir(settings: Settings) -> Path:
-    return run_dir(settings) / "topos"
-
-
-def prepare_topos(settings: Settings) -> None:
-    """topos's db_text tables, empty the first time; after that they hold the
-    records Kamailio wrote when it last stopped. Their text columns take NULL:
-    topos leaves some unset (x_context, say), which db_text stores as NULL."""
-    folder = topos_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    for table in TOPOS_TABLES:
-        if not (folder / table).exists():
-            lines = (DBTEXT_TABLES / table).read_text().splitlines(keepends=True)
-            columns = lines[0].replace("(string)", "(string,null)")
-            rows = [line for line in lines[1:] if table != "version" or ":topos_" in line]
-            (folder / table).write_text(columns + "".join(rows))
-
-
 def write_secrets(settings: Settings) -> Path:
-    """The database URL and the JSON-RPC secret for kamailio.cfg's import_file,
-    readable by us alone."""
+    """The database URL, the JSON-RPC secret and, with topos, the Redis server
+    (with its password) for kamailio.cfg's import_file, readable by us alone."""
     url = kamailio_database_url(settings)
     if '"' in url or "\n" in url:
         raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
+    redis = (f'#!define TOPOS_REDIS "{ndb_server(redis_url(settings))}"\n'
+             if settings.sip_topology_hiding else "")
     path = run_dir(settings) / SECRETS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.chmod(0o600)
     path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n'
-                    f'#!define RPC_SECRET "{rpc_secret(settings.rpc_secret_file)}"\n')
+                    f'#!define RPC_SECRET "{rpc_secret(settings.rpc_secret_file)}"\n{redis}')
     return path
 
 
@@ -110,8 +91,6 @@ class Kamailio:
     def start(self) -> None:
         # Written now: the private database's credentials exist once it is up.
         write_secrets(self.settings)
-        if self.settings.sip_topology_hiding:
-            prepare_topos(self.settings)
         self.service.start(self._ready, timeout=30)
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ from app.settings import Settings
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
+from app.stack.redis import private_url, redis_parts
 from tests.sip import Buyer, free_port, free_sip_port
 
 FLOOR_APP = "tests.bench.floor:create_app()"
@@ -26,7 +27,8 @@ GUNICORN_START_SECONDS = 120
 # What the environment may not choose for the bench: it never uses an
 # operator's database, ports or state.
 NOT_INHERITED = ("RTB_DATABASE_URL", "RTB_KAMAILIO_DATABASE_URL", "RTB_HTTP_PORT", "RTB_SIP_PORT",
-                 "RTB_RPC_PORT", "RTB_DB_PORT", "RTB_HTTP_HOST", "RTB_SIP_ADDR", "RTB_SIP_DOMAIN")
+                 "RTB_RPC_PORT", "RTB_DB_PORT", "RTB_HTTP_HOST", "RTB_SIP_ADDR", "RTB_SIP_DOMAIN",
+                 "RTB_REDIS_URL", "RTB_REDIS_PORT")
 
 
 def free_tcp_port() -> int:
@@ -48,6 +50,7 @@ def bench_settings() -> Settings:
         "RTB_SIP_PORT": str(free_sip_port()),
         "RTB_RPC_PORT": str(free_tcp_port()),
         "RTB_DB_PORT": str(free_tcp_port()),
+        "RTB_REDIS_PORT": str(free_tcp_port()),
     })
     return Settings.from_env()
 
@@ -59,19 +62,21 @@ class BenchStack:
         self.settings = settings
         self.dir = settings.var_dir
         self.database = PrivateMariaDB(settings)
+        self.redis = redis_parts(settings)
         self.workdir = self.dir / "sipp"
         self.started: list = []
         self.buyer: Buyer | None = None
 
     def start(self, progress) -> None:
-        # A fresh database and fresh topos records each run: the figures must not
-        # depend on the last run's rows (topos's db_text tables are read through).
+        # A fresh database each run: the figures must not depend on the last run's rows.
         for state in ("mariadb", "kamailio", "fixed"):
             shutil.rmtree(self.dir / state, ignore_errors=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         progress("starting MariaDB")
         self._start(self.database)
+        for part in self.redis:
+            self._start(part)
         self.buyer = Buyer(self.workdir, calls=10_000_000, timeout=3600, trace=False, lenient=True)
         progress("starting Kamailio (real and fixed-route) and gunicorn (real, no-op and durable floors)")
         self._start(Kamailio(self.settings))
@@ -93,10 +98,13 @@ class BenchStack:
         return dataclasses.replace(self.settings, var_dir=self.dir / name, **changes)
 
     def _fixed_route(self) -> Kamailio:
-        """A second Kamailio on the same cfg and database, relaying straight to the buyer."""
+        """A second Kamailio on the same cfg, database and Redis (its own Redis
+        database there), relaying straight to the buyer."""
         kamailio_url = self.database.url("kamailio").render_as_string(hide_password=False)
+        redis = private_url(self.settings, db=1) if self.redis else None
         settings = self._beside("fixed", sip_port=free_sip_port(), rpc_port=free_tcp_port(),
-                                kamailio_database_url_override=kamailio_url)
+                                kamailio_database_url_override=kamailio_url,
+                                redis_url_override=redis)
         return Kamailio(settings, ("-A", f'FIXED_ROUTE="{self.buyer.uri}"'))
 
     @property

@@ -20,7 +20,8 @@ from app.errors import database_unreachable
 from app.phone import InvalidNumber, to_e164
 from app.pings import check_tags
 from app.settings import PingLimits, Settings, SettingsError
-from app.stack.kamailio import defines, prepare_topos, topos_dir
+from app.stack.kamailio import defines
+from app.stack.redis import PrivateRedis, ndb_server, redis_parts
 from tests.sip import publisher_scenario
 
 
@@ -201,16 +202,27 @@ def test_a_database_going_away_is_told_apart_from_a_refused_statement(code, unre
     assert database_unreachable(error) is unreachable
 
 
-def test_topos_tables_are_made_once_with_nullable_text_columns(tmp_path):
-    settings = Settings.from_env({"RTB_VAR_DIR": str(tmp_path)})
-    prepare_topos(settings)
-    folder = topos_dir(settings)
-    assert (folder / "version").read_text().splitlines()[1:] == ["0:topos_d:2", "0:topos_t:2"]
-    columns = (folder / "topos_d").read_text().splitlines()[0].split()
-    assert "x_context(string,null)" in columns and "rectime(int)" in columns
-    (folder / "topos_d").write_text(columns[0] + "\n1:kept\n")
-    prepare_topos(settings)
-    assert (folder / "topos_d").read_text().endswith("1:kept\n")
+@pytest.mark.parametrize("url, server", [
+    ("redis://:s3cret@127.0.0.1:6380/0", "name=topos;addr=127.0.0.1;port=6380;db=0;pass=s3cret"),
+    ("redis://redis.internal", "name=topos;addr=redis.internal;port=6379;db=0"),
+    ("redis://:pw@10.0.0.5:7000/3", "name=topos;addr=10.0.0.5;port=7000;db=3;pass=pw"),
+])
+def test_a_redis_url_becomes_ndb_redis_server_attributes(url, server):
+    assert ndb_server(url) == server
+
+
+@pytest.mark.parametrize("env, private", [({}, True), ({"RTB_SIP_TOPOLOGY_HIDING": "0"}, False),
+                                          ({"RTB_REDIS_URL": "redis://10.0.0.5"}, False)])
+def test_a_private_redis_runs_only_for_topology_hiding_without_an_operators(env, private):
+    parts = redis_parts(Settings.from_env(env))
+    assert [type(p) for p in parts] == ([PrivateRedis] if private else [])
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://", "redis://h/x",
+                                 "redis://:a;b@127.0.0.1", 'redis://:a"b@127.0.0.1'])
+def test_a_redis_url_ndb_redis_cannot_take_is_refused(url):
+    with pytest.raises(SettingsError):
+        ndb_server(url)
 
 
 def test_tags_at_their_limits_pass_and_one_more_of_anything_is_invalid_tag():
