@@ -77,7 +77,8 @@ class BenchStack:
         self._start(self.database)
         for part in self.redis:
             self._start(part)
-        self.buyer = Buyer(self.workdir, calls=10_000_000, timeout=3600, trace=False, lenient=True)
+        self.buyer = Buyer(self.workdir, calls=10_000_000, scenario="buyer_rings.xml", timeout=3600,
+                           trace=False, lenient=True)
         progress("starting Kamailio (real and fixed-route) and gunicorn (real, no-op and durable floors)")
         self._start(Kamailio(self.settings))
         self.fixed = self._fixed_route()
