@@ -46,14 +46,6 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Usage:
-    live: int = 0
-    this_hour: int = 0
-    today: int = 0
-    this_month: int = 0
-
-
-@dataclass(frozen=True)
 class Caller:
     state: str | None
     zip: str | None
@@ -158,29 +150,23 @@ def tags_match(rules: dict[str, list[str]] | None, tags: dict[str, Any]) -> bool
     return True
 
 
-def has_room(target: TargetLike, usage: Usage) -> bool:
-    limits = [(target.concurrency_cap, usage.live), (target.hourly_cap, usage.this_hour),
-              (target.daily_cap, usage.today), (target.monthly_cap, usage.this_month)]
-    return all(cap is None or used < cap for cap, used in limits)
-
-
 def rank(targets: list[TargetLike], rng: random.Random) -> list[TargetLike]:
     """Highest payout first; ties by priority (1 before 2), then at random by weight."""
     draw = {t.id: rng.random() ** (1 / max(t.weight, 1)) for t in targets}
     return sorted(targets, key=lambda t: (-t.payout, t.priority, -draw[t.id]))
 
 
-def choose(targets: list[TargetLike], usage: dict[int, Usage], caller: Caller, now: datetime,
-           rng: random.Random) -> tuple[list[TargetLike], str | None]:
-    """The eligible enabled targets, best first, or none and the stage that emptied the list."""
-    return _filter(targets, _stages(caller, now) + [
-        ("capped", lambda t: has_room(t, usage.get(t.id, Usage())))], rng)
-
-
 def open_to(targets: list[TargetLike], caller: Caller, now: datetime,
             rng: random.Random) -> tuple[list[TargetLike], str | None]:
-    """choose() but for caps, which rtb_ping checks in this order under the database's locks."""
-    return _filter(targets, _stages(caller, now), rng)
+    """The targets open to this caller now, best first, or none and the stage that
+    emptied the list; rtb_ping checks their caps in this order, under the database's locks."""
+    if not targets:
+        return [], "no_target"
+    for reason, keep in _stages(caller, now):
+        targets = [t for t in targets if keep(t)]
+        if not targets:
+            return [], reason
+    return rank(targets, rng), None
 
 
 def _stages(caller: Caller, now: datetime) -> list[tuple[str, Callable[[TargetLike], bool]]]:
@@ -190,13 +176,3 @@ def _stages(caller: Caller, now: datetime) -> list[tuple[str, Callable[[TargetLi
         ("tags", lambda t: tags_match(t.tag_rules, caller.tags)),
     ]
 
-
-def _filter(targets: list[TargetLike], stages: list[tuple[str, Callable[[TargetLike], bool]]],
-            rng: random.Random) -> tuple[list[TargetLike], str | None]:
-    if not targets:
-        return [], "no_target"
-    for reason, keep in stages:
-        targets = [t for t in targets if keep(t)]
-        if not targets:
-            return [], reason
-    return rank(targets, rng), None

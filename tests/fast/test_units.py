@@ -161,19 +161,17 @@ def test_bad_hours_are_refused(spec):
         targeting.parse_hours(spec)
 
 
-def test_choose_names_the_stage_that_left_no_target():
+def test_open_to_names_the_stage_that_left_no_target():
     caller = targeting.Caller("NY", "10001", {"insured": "no"})
-    full = targeting.Usage(live=2)
     cases = [
         ([], "no_target"),
         ([FakeTarget(1, hours="sat 00:00-01:00")], "closed"),
         ([FakeTarget(1, states="CA")], "geo"),
         ([FakeTarget(1, zips="902")], "geo"),
         ([FakeTarget(1, tag_rules={"insured": ["yes"]})], "tags"),
-        ([FakeTarget(1, concurrency_cap=2)], "capped"),
     ]
     for targets, reason in cases:
-        assert targeting.choose(targets, {1: full}, caller, WEDNESDAY_NOON, random.Random(0)) == ([], reason)
+        assert targeting.open_to(targets, caller, WEDNESDAY_NOON, random.Random(0)) == ([], reason)
 
 
 def test_a_geo_rule_never_matches_a_caller_in_an_unknown_place():
