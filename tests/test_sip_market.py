@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, select, text
 
 from app import usage
 from app.models import Reservation
+from tests.polling import eventually
 from tests.sip import dial
 
 
@@ -92,6 +93,24 @@ def test_twenty_parallel_invites_against_a_cap_of_three_relay_exactly_three(
         statuses = db.scalars(select(Reservation.status).where(Reservation.uuid.in_(uuids))).all()
         assert usage.drift(db) == []
     assert statuses.count("completed") == 3
+
+
+def test_fifty_calls_at_once_all_connect_and_complete(client, market, buyers, edge, workdir,
+                                                      sessions):
+    """A burst: the edge's children relay 180s and 200s in parallel, and in
+    any order; each call still connects, and is recorded from end to end."""
+    b = buyers(calls=50)
+    m = market(targets=[{"sip_uri": b.uri}])
+    uuids = [reserve(client, m.key) for _ in range(50)]
+    burst = dial(workdir, edge, uuids, source_ip=m.ip, rate=100000, hold_ms=2000)
+    assert (burst.successful, burst.failed) == (50, 0), burst.log
+
+    def all_completed() -> bool:
+        with sessions() as db:
+            return set(db.scalars(select(Reservation.status)
+                                  .where(Reservation.uuid.in_(uuids)))) == {"completed"}
+    # An event a deadlock turned away is queued, and recorded within seconds.
+    assert eventually(all_completed, 10)
 
 
 def test_an_ended_call_frees_its_slot(client, market, buyers, edge, workdir, sessions):

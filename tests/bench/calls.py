@@ -54,12 +54,12 @@ def _sipp(workdir: Path, edge: tuple[str, int], ip: str, uuids: list[str], rate:
     injection.write_text("SEQUENTIAL\n" + "".join(f"{u};;\n" for u in uuids))
     scenario = workdir / "publisher-call.xml"
     if not scenario.exists():
-        scenario.write_text(publisher_scenario())
+        scenario.write_text(publisher_scenario(hold_ms=HOLD_MS))
     return subprocess.Popen(
         ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),
          "-key", "domain", edge[0], "-i", ip, "-p", str(free_port(ip)),
          "-mp", str(free_port(ip)), "-m", str(len(uuids)), "-r", f"{rate:g}",
-         "-d", str(HOLD_MS), "-timeout", f"{seconds + 30}s", "-nostdin", "-max_retrans", "3",
+         "-timeout", f"{seconds + 30}s", "-nostdin", "-max_retrans", "3",
          # Answer the edge's keepalives (OPTIONS within the call), and ignore a
          # 180 that comes after the 200 rather than abort the call, as a phone
          # does: the edge's children relay the two in parallel, and when the

@@ -78,7 +78,7 @@ class BenchStack:
         for part in self.redis:
             self._start(part)
         self.buyer = Buyer(self.workdir, calls=10_000_000, scenario="buyer_rings.xml", timeout=3600,
-                           trace=False, lenient=True)
+                           trace=False)
         progress("starting Kamailio (real and fixed-route) and gunicorn (real, no-op and durable floors)")
         self._start(Kamailio(self.settings))
         self.fixed = self._fixed_route()
