@@ -33,6 +33,8 @@ class PrivateMariaDB:
             f"--port={settings.db_port}", "--bind-address=127.0.0.1",
             "--skip-name-resolve", "--max-connections=400",
             "--innodb-buffer-pool-size=256M", f"--log-error={self.dir / 'error.log'}",
+            # Every deadlock goes to the error log, not only the latest.
+            "--innodb-print-all-deadlocks=ON",
             *root_flag,
         # mariadbd sets its own umask (0660) from UMASK: keep its files, the
         # error log among them, to their owner.
