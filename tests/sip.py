@@ -112,18 +112,21 @@ class Buyer:
     workdir: Path
     calls: int = 1
     port: int = field(default_factory=free_port)
-    scenario: str = "buyer.xml"
+    # A file in tests/scenarios, or a path (gateway_scenario() writes one).
+    scenario: str | Path = "buyer.xml"
     # SIPp quits after this many seconds whatever happens.
     timeout: int = 60
     trace: bool = True
     lenient: bool = False
+    # SIPp's -t: u1 (UDP) or t1 (TCP).
+    transport: str = "u1"
 
     def __post_init__(self):
-        self.messages = self.workdir / f"buyer-{self.port}-{self.scenario}.log"
+        self.messages = self.workdir / f"buyer-{self.port}-{Path(self.scenario).name}.log"
         options = ["-trace_msg", "-message_file", str(self.messages)] if self.trace else []
         options += ["-default_behaviors", "all,-abortunexp"] if self.lenient else []
         self.proc = subprocess.Popen(
-            ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
+            ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1", "-t", self.transport,
              "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
              "-timeout", f"{self.timeout}s", "-nostdin", "-aa", *options,
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
