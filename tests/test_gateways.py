@@ -4,6 +4,7 @@ the buyer's SIP headers come with the INVITE."""
 
 from __future__ import annotations
 
+import re
 import uuid as uuidlib
 
 from app import admin, gateways
@@ -124,3 +125,16 @@ def test_a_tag_that_would_break_the_invite_leaves_its_header_out(client, market,
     invite = invites(b.received())[0]
     assert "X-Injected" not in invite and "X-Source" not in invite
     assert f"X-Publisher-ID: {m.publisher_id}" in invite
+
+
+def test_a_header_the_caller_sent_by_a_buyers_header_name_does_not_reach_the_buyer(
+        client, market, buyers, edge, workdir):
+    b = buyers()
+    m = market(targets=[{"sip_uri": b.uri, "header_changes": ["X-Publisher-ID: {publisher_id}"]}])
+    uuid = reserve(client, m.key)
+    call = dial(workdir, edge, uuid, source_ip=m.ip,
+                headers=("x-publisher-id: 999999", "X-Other: kept"))
+    assert call.returncode == 0, call.log
+    invite = invites(b.received())[0]
+    assert re.findall(r"^x-publisher-id: (.*?)\r?$", invite, re.M | re.I) == [str(m.publisher_id)]
+    assert "X-Other: kept" in invite
