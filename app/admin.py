@@ -221,7 +221,9 @@ def _set_destination(session: Session, row: Target, sip_uri: str | None, number:
                      gateway: str | None) -> None:
     if sip_uri is not None and number is not None:
         raise Invalid("invalid_target", "a target has a SIP URI or a number, not both")
-    if gateway is not None:
+    if gateway == "":
+        row.gateway_id = None
+    elif gateway is not None:
         # A new target is not ready to flush before the end of edit_target.
         with session.no_autoflush:
             row.gateway_id = gateways.find(session, gateway).id

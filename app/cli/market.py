@@ -55,7 +55,7 @@ def target_options(required: bool):
     return _options(
         click.option("--sip-uri", help="Where calls go: sip:buyer@192.0.2.10:5060"),
         click.option("--number", help="Or a phone number (E.164), called through --gateway."),
-        click.option("--gateway", help="The carrier gateway (`rtbctl gateway add`) for --number."),
+        click.option("--gateway", help="The carrier gateway (`rtbctl gateway add`) for --number; '' none."),
         click.option("--payout", required=required, type=Decimal, help="What the publisher earns."),
         click.option("--min-seconds", required=required, type=int, help="Seconds a call must last."),
         click.option("--priority", type=int, help="Among equal payouts, 1 is tried before 2."),
