@@ -65,7 +65,8 @@ def parse(spec: str) -> tuple[str, str]:
     name, colon, template = spec.partition(":")
     name, template = name.strip(), template.strip()
     if not colon:
-        raise Invalid("invalid_sip_header", f"{spec!r} is not like 'X-Publisher-ID: {{publisher_id}}'")
+        raise Invalid("invalid_sip_header",
+                      f"{spec!r} is not like 'X-Publisher-ID: {{publisher_id}}'")
     check_name(name)
     if template:
         check_template(name, template)
@@ -74,10 +75,11 @@ def parse(spec: str) -> tuple[str, str]:
 
 def check_name(name: str) -> None:
     if not _TOKEN.match(name):
-        raise Invalid("invalid_sip_header",
-                      f"{name!r} is not a header name (1-64 letters, digits and - . ! % * _ + ` ' ~)")
+        raise Invalid("invalid_sip_header", f"{name!r} is not a header name"
+                      " (1-64 letters, digits and - . ! % * _ + ` ' ~)")
     if name.lower() in RESERVED:
-        raise Invalid("invalid_sip_header", f"{name} is the edge's to set; pick another header name")
+        raise Invalid("invalid_sip_header",
+                      f"{name} is the edge's to set; pick another header name")
 
 
 def check_template(name: str, template: str) -> None:

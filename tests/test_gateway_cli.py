@@ -28,7 +28,8 @@ def ok(done) -> dict | list:
 
 @pytest.fixture
 def campaign(rtbctl) -> str:
-    return str(ok(rtbctl("campaign", "add", f"gw-campaign-{uuidlib.uuid4().hex[:8]}", "--json"))["id"])
+    made = ok(rtbctl("campaign", "add", f"gw-campaign-{uuidlib.uuid4().hex[:8]}", "--json"))
+    return str(made["id"])
 
 
 @pytest.fixture

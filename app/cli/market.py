@@ -55,7 +55,8 @@ def target_options(required: bool):
     return _options(
         click.option("--sip-uri", help="Where calls go: sip:buyer@192.0.2.10:5060"),
         click.option("--number", help="Or a phone number (E.164), called through --gateway."),
-        click.option("--gateway", help="The carrier gateway (`rtbctl gateway add`) for --number; '' none."),
+        click.option("--gateway",
+                     help="The carrier gateway (`rtbctl gateway add`) for --number; '' none."),
         click.option("--payout", required=required, type=Decimal, help="What the publisher earns."),
         click.option("--min-seconds", required=required, type=int, help="Seconds a call must last."),
         click.option("--priority", type=int, help="Among equal payouts, 1 is tried before 2."),
@@ -90,7 +91,8 @@ def _rules(options: dict[str, Any]) -> dict[str, Any]:
 
 def target_json(t: Target) -> dict[str, Any]:
     return {"id": t.id, "campaign_id": t.campaign_id, "sip_uri": t.sip_uri, "number": t.number,
-            "gateway_id": t.gateway_id, "payout": float(t.payout), "min_seconds": t.min_seconds, "enabled": t.enabled,
+            "gateway_id": t.gateway_id, "payout": float(t.payout), "min_seconds": t.min_seconds,
+            "enabled": t.enabled,
             "priority": t.priority, "weight": t.weight, "concurrency_cap": t.concurrency_cap,
             "hourly_cap": t.hourly_cap, "daily_cap": t.daily_cap, "monthly_cap": t.monthly_cap,
             "hours": t.hours, "timezone": t.timezone, "states": t.states, "zips": t.zips,
