@@ -7,8 +7,13 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
 from app import admin, gateways
 from tests.gateway_sip import digest_matches, gateway_scenario, invites
+from tests.procedures import claim
 from tests.sip import dial, free_sip_port
 from tests.test_sip_edge import reserve, stored
 
@@ -47,6 +52,27 @@ def test_a_number_target_is_dialled_at_its_gateway_which_gets_our_digest(
     assert used.status == "completed"
     assert [(c.final_status, c.ended_at is not None) for c in used.calls] == [(200, True)]
     assert PASSWORD not in kamailio.service.log_file.read_text(errors="replace")
+
+
+def test_the_edges_database_user_reads_a_gateway_password_only_for_a_call_it_claimed(
+        client, market, database, sessions):
+    name = add_gateway(sessions, 5060, username=USER, password=PASSWORD)
+    m = market(targets=[number_target(name)])
+    uuid = reserve(client, m.key)
+    engine = create_engine(database.url("kamailio"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as edge_db:
+            with pytest.raises((OperationalError, ProgrammingError), match="denied"):
+                edge_db.execute(text("SELECT password FROM gateways"))
+            claimed = claim(edge_db, uuid, m.publisher_id, f"{uuid}@gateway-test")
+            assert edge_db.scalar(text("SELECT @d")) == "sip:+12025550143@127.0.0.1:5060"
+            credentials = text("CALL rtb_gateway_auth(:call, :token, @u, @p)")
+            edge_db.execute(credentials, {"call": claimed.call, "token": claimed.token})
+            assert edge_db.execute(text("SELECT @u, @p")).one() == (USER, PASSWORD)
+            edge_db.execute(credentials, {"call": claimed.call, "token": "0" * 32})
+            assert edge_db.execute(text("SELECT @u, @p")).one() == (None, None)
+    finally:
+        engine.dispose()
 
 
 def test_a_tcp_gateway_gets_its_prefix_before_the_digits_and_a_proxy_digest(
