@@ -23,3 +23,5 @@ GRANT EXECUTE ON PROCEDURE rtb_call_untracked TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_expire TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_pstn_match TO rtb_edge;
 GRANT EXECUTE ON PROCEDURE rtb_retain TO rtb_edge;
+GRANT EXECUTE ON PROCEDURE rtb_gateway_auth TO rtb_edge;
+GRANT EXECUTE ON FUNCTION rtb_call_headers TO rtb_edge;

@@ -39,12 +39,38 @@ CREATE TABLE IF NOT EXISTS campaigns (
   CONSTRAINT campaigns_name_uq UNIQUE (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
--- A buyer destination. A NULL cap is no cap; hours NULL is always open;
--- states, zips (prefixes) NULL and tag_rules NULL match every caller.
+-- A carrier gateway that reaches buyers' phone numbers: a call for number
+-- N goes to sip:<prefix><N's digits>@host:port (rtb_gateway_uri), and the
+-- gateway's digest challenge is answered with username and password, which
+-- the edge reads only through rtb_gateway_auth(), for a call it claimed.
+-- prefix '+' (the default) sends the E.164 number itself.
+CREATE TABLE IF NOT EXISTS gateways (
+  id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  name VARCHAR(64) NOT NULL,
+  host VARCHAR(255) CHARACTER SET ascii NOT NULL,
+  port SMALLINT UNSIGNED NOT NULL DEFAULT 5060,
+  transport VARCHAR(3) CHARACTER SET ascii NOT NULL DEFAULT 'udp',
+  prefix VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT '+',
+  username VARCHAR(64) NULL,
+  password VARCHAR(128) NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT gateways_name_uq UNIQUE (name),
+  CONSTRAINT gateways_transport_ck CHECK (transport IN ('udp', 'tcp')),
+  CONSTRAINT gateways_credentials_ck CHECK ((username IS NULL) = (password IS NULL))
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- A buyer destination: a SIP URI, or a phone number (E.164) behind a
+-- gateway. sip_headers: the headers the buyer's INVITE carries, as
+-- [["Name", "template"], ...] (app/sip_headers.py). A NULL cap is no cap;
+-- hours NULL is always open; states, zips (prefixes) NULL and tag_rules
+-- NULL match every caller.
 CREATE TABLE IF NOT EXISTS targets (
   id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   campaign_id INT UNSIGNED NOT NULL,
-  sip_uri VARCHAR(255) NOT NULL,
+  sip_uri VARCHAR(255) NULL,
+  number VARCHAR(16) NULL,
+  gateway_id INT UNSIGNED NULL,
+  sip_headers JSON NULL,
   payout DECIMAL(10, 2) NOT NULL,
   min_seconds INT UNSIGNED NOT NULL,
   enabled BOOLEAN NOT NULL DEFAULT TRUE,
@@ -61,6 +87,9 @@ CREATE TABLE IF NOT EXISTS targets (
   tag_rules JSON NULL,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   CONSTRAINT targets_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
+  CONSTRAINT targets_gateway_fk FOREIGN KEY (gateway_id) REFERENCES gateways (id),
+  CONSTRAINT targets_one_destination_ck CHECK (sip_uri IS NULL OR number IS NULL),
+  CONSTRAINT targets_number_gateway_ck CHECK (number IS NULL OR gateway_id IS NOT NULL),
   INDEX targets_campaign_idx (campaign_id, enabled, payout)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
@@ -98,6 +127,9 @@ CREATE TABLE IF NOT EXISTS reservations (
   payout DECIMAL(10, 2) NOT NULL,
   min_seconds INT UNSIGNED NOT NULL,
   tags JSON NOT NULL,
+  -- The SIP headers each candidate target's INVITE carries, rendered for
+  -- this caller when the reservation was made: {"<target id>": "Name: value\r\n..."}.
+  sip_headers JSON NULL,
   status VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT 'reserved',
   -- Target ids to try, best first, when the call arrives unconfirmed.
   candidates VARCHAR(255) CHARACTER SET ascii NOT NULL DEFAULT '',
@@ -648,11 +680,48 @@ BEGIN
     INSERT INTO calls (reservation_id, target_id, call_id, via, source, token)
       SELECT id, target_id, p_call_id, p_via, p_from, p_token FROM reservations WHERE id = v_id;
     SET p_call = LAST_INSERT_ID();
-    SELECT t.sip_uri INTO p_destination
+    SELECT IFNULL(t.sip_uri, rtb_gateway_uri(t.gateway_id, t.number)) INTO p_destination
       FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
   END IF;
   COMMIT;
 END //
+
+-- Where a call for phone number p_number (E.164) goes through gateway
+-- p_gateway: sip:<prefix><the number's digits>@host:port, with
+-- ;transport=tcp over TCP; NULL without either. A target's number goes this
+-- way, and so may a number a buyer answers with.
+CREATE OR REPLACE FUNCTION rtb_gateway_uri(p_gateway INT UNSIGNED, p_number VARCHAR(16))
+RETURNS VARCHAR(255)
+READS SQL DATA
+RETURN (SELECT CONCAT('sip:', prefix, TRIM(LEADING '+' FROM p_number), '@', host, ':', port,
+                      IF(transport = 'tcp', ';transport=tcp', ''))
+          FROM gateways WHERE id = p_gateway AND p_number IS NOT NULL) //
+
+-- The username and password of the gateway call p_call (its id and token,
+-- as its claim returned them) went to, for the edge to answer the
+-- gateway's challenge; NULL when it has none. The edge reads no gateway
+-- otherwise.
+CREATE OR REPLACE PROCEDURE rtb_gateway_auth(
+  IN p_call BIGINT UNSIGNED, IN p_token CHAR(32) CHARACTER SET ascii,
+  OUT p_username VARCHAR(64), OUT p_password VARCHAR(128))
+READS SQL DATA
+BEGIN
+  SET p_username = NULL, p_password = NULL;
+  SELECT g.username, g.password INTO p_username, p_password
+    FROM calls c JOIN targets t ON t.id = c.target_id JOIN gateways g ON g.id = t.gateway_id
+   WHERE c.id = p_call AND c.token = p_token AND c.token <> '' AND c.ended_at IS NULL;
+END //
+
+-- The SIP headers for call p_call's buyer (its id and token, as its claim
+-- returned them): its reservation's rendering for the target it was
+-- claimed on, "Name: value\r\n" each, or NULL. The edge appends them.
+CREATE OR REPLACE FUNCTION rtb_call_headers(
+  p_call BIGINT UNSIGNED, p_token CHAR(32) CHARACTER SET ascii)
+RETURNS TEXT
+READS SQL DATA
+RETURN (SELECT JSON_VALUE(r.sip_headers, CONCAT('$."', c.target_id, '"'))
+          FROM calls c JOIN reservations r ON r.id = c.reservation_id
+         WHERE c.id = p_call AND c.token = p_token AND c.token <> '') //
 
 -- The live reservation a carrier's call is for: the number dialled and the
 -- caller ID (any common form of a NANP or E.164 number), or the number

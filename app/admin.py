@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import notifier, targeting
+from app import gateways, notifier, sip_headers, targeting
 from app.credentials import ha1, key_hash, new_postback_key
 from app.domain_errors import Conflict, Invalid, NotFound
 from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
@@ -180,7 +180,7 @@ def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
     return rules
 
 
-def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal,
+def add_target(session: Session, campaign_id: int, sip_uri: str | None, payout: Decimal,
                min_seconds: int, **rules: Any) -> Target:
     _get(session, Campaign, campaign_id)
     row = Target(campaign_id=campaign_id, enabled=True)
@@ -191,17 +191,22 @@ def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal
 
 def edit_target(session: Session, target: Target | int, sip_uri: str | None = None,
                 payout: Decimal | None = None, min_seconds: int | None = None,
-                tag_changes: dict[str, list[str]] | None = None, **rules: Any) -> Target:
+                tag_changes: dict[str, list[str]] | None = None, number: str | None = None,
+                gateway: str | None = None, header_changes: list[str] | None = None,
+                **rules: Any) -> Target:
     """Change what is given; caps and rules apply from the next ping or confirm.
 
     tag_changes edits the tag rules one name at a time: a name with values
-    replaces its rule, a name with none drops it, the others stay.
+    replaces its rule, a name with none drops it, the others stay; and
+    header_changes ('Name: template', or 'Name:' to drop) the SIP headers.
+    A SIP URI replaces a number, and a number (with its gateway) a SIP URI.
     """
     row = target if isinstance(target, Target) else _get(session, Target, target)
     if tag_changes is not None:
         rules["tag_rules"] = _changed_tags(row.tag_rules, tag_changes)
-    if sip_uri is not None:
-        row.sip_uri = _sip_uri(sip_uri)
+    if header_changes:
+        row.sip_headers = sip_headers.changed(row.sip_headers, header_changes)
+    _set_destination(session, row, sip_uri, number, gateway)
     if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
         raise Invalid("invalid_target", "payout and minimum seconds may not be negative")
     row.payout = row.payout if payout is None else payout
@@ -210,6 +215,30 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
         setattr(row, name, value)
     session.flush()
     return row
+
+
+def _set_destination(session: Session, row: Target, sip_uri: str | None, number: str | None,
+                     gateway: str | None) -> None:
+    if sip_uri is not None and number is not None:
+        raise Invalid("invalid_target", "a target has a SIP URI or a number, not both")
+    if gateway == "":
+        row.gateway_id = None
+    elif gateway is not None:
+        # A new target is not ready to flush before the end of edit_target.
+        with session.no_autoflush:
+            row.gateway_id = gateways.find(session, gateway).id
+    if sip_uri is not None:
+        row.sip_uri, row.number = _sip_uri(sip_uri), None
+    if number is not None:
+        try:
+            row.number, row.sip_uri = to_e164(number), None
+        except InvalidNumber as error:
+            raise Invalid("invalid_number", str(error)) from None
+    if row.number is not None and row.gateway_id is None:
+        raise Invalid("invalid_target", "a number needs --gateway NAME, the carrier gateway"
+                      " that reaches it")
+    if row.sip_uri is None and row.number is None:
+        raise Invalid("invalid_target", "a target needs --sip-uri, or --number with --gateway")
 
 
 def _changed_tags(current: dict[str, list[str]] | None,

@@ -35,11 +35,30 @@ class Campaign(Base):
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
+class Gateway(Base):
+    """A carrier gateway for phone-number targets; its password only the app and,
+    through rtb_gateway_auth(), the edge read."""
+
+    __tablename__ = "gateways"
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=5060)
+    transport: Mapped[str] = mapped_column(String(3), default="udp")
+    prefix: Mapped[str] = mapped_column(String(16), default="+")
+    username: Mapped[str | None] = mapped_column(String(64))
+    password: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
+
+
 class Target(Base):
     __tablename__ = "targets"
     id: Mapped[intpk]
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
-    sip_uri: Mapped[str] = mapped_column(String(255))
+    sip_uri: Mapped[str | None] = mapped_column(String(255))
+    number: Mapped[e164]
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"))
+    sip_headers: Mapped[list[list[str]] | None] = mapped_column(JSON)
     payout: Mapped[money]
     min_seconds: Mapped[int]
     enabled: Mapped[bool] = mapped_column(default=True)
@@ -86,6 +105,7 @@ class Reservation(Base):
     payout: Mapped[money]
     min_seconds: Mapped[int]
     tags: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sip_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="reserved")
     candidates: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[timestamp]

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.orm import Session
 
-from app import notifier, reservations, targeting
+from app import notifier, reservations, sip_headers, targeting
 from app.domain_errors import DomainError, Invalid, RateLimited
 from app.models import Call, Ping, PingDay, PostbackKey, Reservation
 from app.ping_cache import PingCache
@@ -44,10 +44,11 @@ def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number:
             caller, error = reservations.normalise_caller(caller_number, key), None
         except DomainError as refused:
             caller, error = None, refused
+        uuid, place = str(uuidlib.uuid4()), None if error else targeting.caller_of(caller, tags)
         ranked, reason = ([], None) if error else targeting.open_to(
-            targets, targeting.caller_of(caller, tags), datetime.now(UTC), random)
+            targets, place, datetime.now(UTC), random)
         row = session.execute(_PING, {
-            "key": key.id, "version": cache.version, "uuid": str(uuidlib.uuid4()),
+            "key": key.id, "version": cache.version, "uuid": uuid,
             "caller": caller, "tags": json.dumps(tags),
             "candidates": ",".join(str(t.id) for t in ranked), "reason": reason,
             "error": error and error.code, "rate": limits.rate_limit,
@@ -57,6 +58,8 @@ def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number:
             cache.forget()
             continue
         if row.outcome in ("reserved", "confirmed"):
+            _keep_headers(session, row.id, ranked, sip_headers.Values(
+                uuid, key.publisher_id, key.campaign_id, caller, place.state, place.zip, tags))
             notifier.queue(session, "htable.setxs", "rsv", row.uuid,
                            reservations.htable_value(_reservation(row)),
                            key.ttl_seconds + reservations.HTABLE_GRACE)
@@ -66,6 +69,16 @@ def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number:
         session.commit()
         return _answer(row, key, error, limits)
     raise RuntimeError(f"keys or targets changed under {STALE_TRIES} pings in a row")
+
+
+def _keep_headers(session: Session, reservation_id: int, candidates: list[Row],
+                  values: sip_headers.Values) -> None:
+    """Each candidate's SIP headers, rendered for this caller, on the new
+    reservation, in the transaction rtb_ping left open."""
+    rendered = sip_headers.for_candidates(candidates, values)
+    if rendered:
+        session.execute(update(Reservation).where(Reservation.id == reservation_id)
+                        .values(sip_headers=rendered))
 
 
 def _answer(row: Row, key: PostbackKey, error: DomainError | None,

@@ -51,14 +51,17 @@ def _refused_ack(cseq: int, caller: str) -> str:
 
 
 def publisher_scenario(*, auth: bool = False, refused_with: int | None = None,
-                       caller_id: str | None = None, hold_ms: int = 200) -> str:
+                       caller_id: str | None = None, hold_ms: int = 200,
+                       headers: tuple[str, ...] = ()) -> str:
     """INVITE (answering a 407 with digest when auth), then connect (hold_ms, then
     BYE) or expect a refusal.
 
     caller_id 'from' puts the injection file's second field in From, 'pai' in
-    a P-Asserted-Identity (as carriers send it), with a From that is not it."""
+    a P-Asserted-Identity (as carriers send it), with a From that is not it.
+    headers go in the INVITE as they are."""
     caller = "[field1]" if caller_id == "from" else "publisher"
     pai = "\n      P-Asserted-Identity: <sip:[field1]@carrier.invalid>" if caller_id == "pai" else ""
+    pai += "".join(f"\n      {header}" for header in headers)
     steps = [_request("INVITE", 1, body=SDP, caller=caller, extra=pai),
              '  <recv response="100" optional="true"/>\n']
     cseq = 1
@@ -120,17 +123,20 @@ class Buyer:
     workdir: Path
     calls: int = 1
     port: int = field(default_factory=free_port)
-    scenario: str = "buyer.xml"
+    # A file in tests/scenarios, or a path (gateway_scenario() writes one).
+    scenario: str | Path = "buyer.xml"
     # SIPp quits after this many seconds whatever happens.
     timeout: int = 60
     trace: bool = True
+    # SIPp's -t: u1 (UDP) or t1 (TCP).
+    transport: str = "u1"
 
     def __post_init__(self):
-        self.messages = self.workdir / f"buyer-{self.port}-{self.scenario}.log"
+        self.messages = self.workdir / f"buyer-{self.port}-{Path(self.scenario).name}.log"
         options = ["-trace_msg", "-message_file", str(self.messages)] if self.trace else []
         options += ["-default_behaviors", "all,-abortunexp"]
         self.proc = subprocess.Popen(
-            ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
+            ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1", "-t", self.transport,
              "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
              "-timeout", f"{self.timeout}s", "-nostdin", "-aa", *options,
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
@@ -174,7 +180,7 @@ def publisher_argv(workdir: Path, edge: tuple[str, int], uuid: str | list[str], 
                    user: str | None = None, password: str | None = None,
                    refused_with: int | None = None, hold_ms: int = 200, calls: int = 1,
                    rate: int = 10, transport: str = "u1",
-                   caller_id: tuple[str, str] | None = None,
+                   caller_id: tuple[str, str] | None = None, headers: tuple[str, ...] = (),
                    timeout_s: int = 30) -> tuple[list[str], Path]:
     """SIPp as a publisher (see dial()), and the file it writes its errors to.
 
@@ -185,9 +191,10 @@ def publisher_argv(workdir: Path, edge: tuple[str, int], uuid: str | list[str], 
     injection = workdir / f"uuids-{free_port()}.csv"
     injection.write_text("SEQUENTIAL\n" + "".join(f"{u};{caller};\n" for u in uuids))
     how = caller_id[0] if caller_id else None
-    scenario = workdir / f"publisher-{'auth' if auth else 'ip'}-{refused_with or 'call'}-{how}-{hold_ms}.xml"
+    scenario = workdir / (f"publisher-{'auth' if auth else 'ip'}-{refused_with or 'call'}-{how}"
+                          f"-{hold_ms}-{len(headers)}.xml")
     scenario.write_text(publisher_scenario(auth=auth, refused_with=refused_with, caller_id=how,
-                                           hold_ms=hold_ms))
+                                           hold_ms=hold_ms, headers=headers))
     port = free_port(source_ip)
     errors = workdir / f"publisher-{port}.err"
     argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),

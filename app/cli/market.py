@@ -53,7 +53,10 @@ def _options(*options):
 
 def target_options(required: bool):
     return _options(
-        click.option("--sip-uri", required=required, help="Where calls go: sip:buyer@192.0.2.10:5060"),
+        click.option("--sip-uri", help="Where calls go: sip:buyer@192.0.2.10:5060"),
+        click.option("--number", help="Or a phone number (E.164), called through --gateway."),
+        click.option("--gateway",
+                     help="The carrier gateway (`rtbctl gateway add`) for --number; '' none."),
         click.option("--payout", required=required, type=Decimal, help="What the publisher earns."),
         click.option("--min-seconds", required=required, type=int, help="Seconds a call must last."),
         click.option("--priority", type=int, help="Among equal payouts, 1 is tried before 2."),
@@ -67,12 +70,15 @@ def target_options(required: bool):
         click.option("--states", help="Callers' US states, e.g. CA,TX; '' any."),
         click.option("--zips", help="Callers' ZIP prefixes, e.g. 902,100; '' any."),
         click.option("--tag", "tags", multiple=True, help="NAME=V1,V2: the ping's tag must be one; NAME= drops it."),
+        click.option("--sip-header", "header_changes", multiple=True,
+                     help="'X-Publisher-ID: {publisher_id}' on the buyer's INVITE; 'Name:' drops it."),
     )
 
 
 def _rules(options: dict[str, Any]) -> dict[str, Any]:
     rules = {name: (None if value is CLEAR else value)
              for name, value in options.items() if value is not None and name != "tags"}
+    rules["header_changes"] = list(options.get("header_changes") or [])
     if options.get("tags"):
         rules["tag_changes"] = {}
         for rule in options["tags"]:
@@ -84,12 +90,14 @@ def _rules(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_json(t: Target) -> dict[str, Any]:
-    return {"id": t.id, "campaign_id": t.campaign_id, "sip_uri": t.sip_uri,
-            "payout": float(t.payout), "min_seconds": t.min_seconds, "enabled": t.enabled,
+    return {"id": t.id, "campaign_id": t.campaign_id, "sip_uri": t.sip_uri, "number": t.number,
+            "gateway_id": t.gateway_id, "payout": float(t.payout), "min_seconds": t.min_seconds,
+            "enabled": t.enabled,
             "priority": t.priority, "weight": t.weight, "concurrency_cap": t.concurrency_cap,
             "hourly_cap": t.hourly_cap, "daily_cap": t.daily_cap, "monthly_cap": t.monthly_cap,
             "hours": t.hours, "timezone": t.timezone, "states": t.states, "zips": t.zips,
-            "tags": t.tag_rules}
+            "tags": t.tag_rules,
+            "sip_headers": [f"{name}: {template}" for name, template in t.sip_headers or []]}
 
 
 def key_json(k: PostbackKey) -> dict[str, Any]:
@@ -179,7 +187,7 @@ def campaign_fallback(obj: Context, campaign_id: int, sip_uri: str, as_json: boo
 
 @main.group()
 def target() -> None:
-    """Targets: buyers' SIP destinations, their caps, hours and rules."""
+    """Targets: buyers' SIP URIs or phone numbers, their caps, hours, rules and headers."""
 
 
 @target.command("add")
@@ -187,8 +195,9 @@ def target() -> None:
 @target_options(required=True)
 @json_option
 @click.pass_obj
-def target_add(obj: Context, campaign_id: int, sip_uri: str, payout: Decimal, min_seconds: int,
-               as_json: bool, **options: Any) -> None:
+def target_add(obj: Context, campaign_id: int, sip_uri: str | None, payout: Decimal,
+               min_seconds: int, as_json: bool, **options: Any) -> None:
+    """A buyer: --sip-uri, or --number through --gateway."""
     row = obj.apply(admin.add_target, campaign_id, sip_uri, payout, min_seconds,
                     **_rules(options))
     emit(target_json(row), as_json)
