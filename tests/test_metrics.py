@@ -2,13 +2,16 @@
 starts it: the app's on RTB_METRICS_PORT, added up over gunicorn's workers,
 never on the publishers' port; Kamailio's at /metrics on its loopback HTTP
 port. A ping and a call move the counters they should; so do failed digest
-attempts (on the session's Kamailio)."""
+attempts (on the session's Kamailio), and a database or a Kamailio out of
+reach (on an app in this process, which counts in its own registry)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -16,14 +19,16 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client import REGISTRY
 
+from app import create_app
 from app.db import make_sessionmaker
 from app.settings import Settings
 from tests.conftest import SIP_DOMAIN, stack_env
 from tests.market import make_market, next_loopback
 from tests.private_stack import eventually
 from tests.raw_sip import digest_invite
-from tests.sip import Buyer, dial
+from tests.sip import Buyer, dial, free_port
 from tests.test_sip_edge import add_sip_user, reserve
 from tests.test_sip_security import banned  # noqa: F401 (a fixture)
 
@@ -74,7 +79,11 @@ def urls(settings: Settings) -> tuple[str, str, str]:
 
 
 def post(url: str) -> int:
-    request = urllib.request.Request(url, data=b"", method="POST")
+    return post_as("POST", url)
+
+
+def post_as(method: str, url: str) -> int:
+    request = urllib.request.Request(url, data=b"", method=method)
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.status
@@ -159,6 +168,23 @@ def test_a_ping_and_its_call_move_the_counters_of_both_halves(instance, tmp_path
     assert moved("kamailio_rtb_invites_total", code="404", reason="Reservation Not Found") == 1
 
 
+def test_confirms_are_counted_by_the_status_or_the_error_they_answer(instance):
+    settings, sessions, _ = instance
+    api, app_metrics, _ = urls(settings)
+    m = make_market(sessions)
+    request = urllib.request.Request(f"{api}/rtbs.json?key={m.key}", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=20) as response:
+        uuid = json.load(response)["rtb"]["uuid"]
+    before = scrape(app_metrics)
+    confirm = f"{api}/rtbs/{{}}.json?key={m.key}&status=confirmed"
+    assert post_as("PUT", confirm.format(uuid)) == 200
+    assert post_as("PATCH", confirm.format("00000000-0000-4000-8000-000000000000")) == 404
+    after = scrape(app_metrics)
+    for result in ("confirmed", "reservation_not_found"):
+        assert value(after, "rtb_confirms_total", result=result) - \
+            value(before, "rtb_confirms_total", result=result) == 1
+
+
 def test_kamailio_shows_its_own_statistics_without_the_rpc_secret(instance):
     *_, kamailio_metrics = urls(instance[0])
     names = {name for name, _ in scrape(kamailio_metrics)}
@@ -187,3 +213,26 @@ def test_failed_digest_attempts_and_the_ban_they_earn_are_counted(
     assert moved("kamailio_rtb_bans_total", why="failed digest attempts") == 1
     assert moved("kamailio_rtb_refusals_total", code="403", reason="Bad Credentials") == \
         settings.sip_auth_failures
+
+
+def sample(name: str, **labels: str) -> float:
+    """A sample of this process's own registry: the in-process app counts there."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_database_out_of_reach_is_counted(settings, sessions):
+    away = create_app(dataclasses.replace(settings, db_port=free_port(kind=socket.SOCK_STREAM)))
+    before = sample("rtb_database_failures_total", kind="unavailable")
+    assert away.test_client().get("/healthz").status_code == 503
+    assert sample("rtb_database_failures_total", kind="unavailable") - before == 1
+
+
+def test_a_push_kamailio_did_not_take_is_counted(settings, sessions, market):
+    """The reservation stands: Kamailio finds it in the database when dialled."""
+    deaf = dataclasses.replace(settings, rpc_port=free_port(kind=socket.SOCK_STREAM))
+    app = create_app(deaf, make_sessionmaker(deaf, sessions.kw["bind"]))
+    m = market()
+    before = sample("rtb_kamailio_push_failures_total", method="htable.setxs")
+    rtb = app.test_client().post("/rtbs.json", query_string={"key": m.key}).get_json()["rtb"]
+    assert rtb["status"] == "reserved"
+    assert sample("rtb_kamailio_push_failures_total", method="htable.setxs") - before == 1
