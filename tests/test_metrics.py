@@ -11,12 +11,14 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -132,6 +134,23 @@ def test_pings_answered_by_every_worker_add_up(instance):
     writers = {name.rsplit("_", 1)[1] for name in os.listdir(settings.metrics_dir)
                if name.startswith("counter_")}
     assert len(writers) >= 2, writers
+
+
+def test_a_worker_that_dies_leaves_its_counts_in_the_sum(instance):
+    settings, sessions, _ = instance
+    api, app_metrics, _ = urls(settings)
+    m = make_market(sessions)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(post, [f"{api}/rtbs.json?key={m.key}"] * 12))
+    counted = value(scrape(app_metrics), "rtb_pings_total", outcome="reserved", reason="")
+    master = int((settings.var_dir / "gunicorn" / "gunicorn.pid").read_text())
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    # The worker killed counted some of them.
+    assert (settings.metrics_dir / f"counter_{workers[0]}.db").exists()
+    os.kill(int(workers[0]), signal.SIGKILL)
+    assert eventually(lambda: workers[0] not in Path(
+        f"/proc/{master}/task/{master}/children").read_text().split(), 10)
+    assert value(scrape(app_metrics), "rtb_pings_total", outcome="reserved", reason="") == counted
 
 
 def test_a_ping_and_its_call_move_the_counters_of_both_halves(instance, tmp_path):

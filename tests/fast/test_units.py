@@ -22,6 +22,7 @@ from app.phone import InvalidNumber, to_e164
 from app.pings import check_tags
 from app.settings import PingLimits, Settings, SettingsError
 from app.stack.kamailio import defines
+from app.stack.metrics import reset_metrics_dir
 from app.stack.redis import PrivateRedis, ndb_server, redis_parts
 from tests.sip import publisher_scenario
 
@@ -255,3 +256,12 @@ def test_topology_hiding_is_on_unless_switched_off(value, switched):
 ])
 def test_a_ping_is_counted_by_the_outcome_and_reason_its_answer_shows(body, labels):
     assert ping_labels(body) == labels
+
+
+def test_the_workers_metrics_folder_is_emptied_at_each_start(tmp_path):
+    settings = Settings.from_env({"RTB_VAR_DIR": str(tmp_path)})
+    settings.metrics_dir.mkdir()
+    (settings.metrics_dir / "counter_4242.db").write_bytes(b"an earlier run's")
+    reset_metrics_dir(settings)
+    assert list(settings.metrics_dir.iterdir()) == []
+    assert settings.metrics_dir.stat().st_mode & 0o777 == 0o700
