@@ -9,9 +9,9 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from app.db import database_unreachable
-from app.metrics import DATABASE_FAILURES
 from app.domain_errors import (Conflict, DomainError, Invalid, NotFound, RateLimited,
                                Unauthenticated)
+from app.metrics import DATABASE_FAILURES
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from app.domain_errors import DomainError
 from app.settings import Settings, SettingsError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-password_stdin_option = click.option(
-    "--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+password_stdin_option = click.option("--password-stdin", is_flag=True,
+                                     help="Read the password from the first line of standard input.")
 
 
 def read_password(from_stdin: bool) -> str:

@@ -53,7 +53,8 @@ def banner(settings: Settings) -> str:
     return f"""
 RTB router is up (state in {settings.var_dir}).
   HTTP API  http://{settings.http_host}:{settings.http_port}   SIP edge  {sip} (udp, tcp)
-  Metrics   http://{settings.metrics_host}:{settings.metrics_port}/metrics (app)   http://127.0.0.1:{settings.rpc_port}/metrics (Kamailio)
+  Metrics   http://{settings.metrics_host}:{settings.metrics_port}/metrics (app)
+            http://127.0.0.1:{settings.rpc_port}/metrics (Kamailio)
 
 Set up a buyer and a publisher, then ping:
   .venv/bin/rtbctl publisher add acme
