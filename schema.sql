@@ -234,7 +234,9 @@ CREATE TABLE IF NOT EXISTS pings (
   reservation_id BIGINT UNSIGNED NULL,
   duration_ms DECIMAL(10, 3) NOT NULL,
   CONSTRAINT pings_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
-  INDEX pings_key_time_idx (key_id, created_at)
+  INDEX pings_key_time_idx (key_id, created_at),
+  -- The owner's log (GET /api/v1/rtb_inbounds.json), newest first, by time.
+  INDEX pings_time_idx (created_at)
 ) ENGINE=InnoDB;
 
 -- History older than RTB_RETENTION_DAYS, rolled up by rtb_retain() into
@@ -282,6 +284,18 @@ CREATE TABLE IF NOT EXISTS ping_cache_version (
 ) ENGINE=InnoDB;
 
 INSERT IGNORE INTO ping_cache_version VALUES (1, 0);
+
+-- The people who run this instance (rtbctl operator): a salted slow hash
+-- of the password, and the SHA-256 of the one API token each may hold.
+CREATE TABLE IF NOT EXISTS operators (
+  id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  name VARCHAR(64) NOT NULL,
+  password_hash VARCHAR(255) NOT NULL,
+  token_hash CHAR(64) CHARACTER SET ascii NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT operators_name_uq UNIQUE (name),
+  CONSTRAINT operators_token_uq UNIQUE (token_hash)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- --------------------------------------------------------- Kamailio tables
 

@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None,
                sessions: sessionmaker[Session] | None = None) -> Flask:
     from flask import Flask, g
 
-    from app import api, errors, targeting
+    from app import api, api_metrics, errors, log_api, targeting
     from app.db import make_sessionmaker
     from app.ping_cache import PingCache
     from app.settings import Settings
@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None,
     # Each worker's own: gunicorn forks the workers before any ping.
     app.extensions["rtb.ping_cache"] = PingCache()
     errors.register(app)
+    api_metrics.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(log_api.bp)
     # Load the ZIP code and area code tables now, in each worker, rather than on a first ping.
     targeting.caller_of(None, {"caller_zip": "10001"})
     targeting.caller_of("+12025550123", {})

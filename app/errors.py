@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from app.db import database_unreachable
 from app.domain_errors import (Conflict, DomainError, Invalid, NotFound, RateLimited,
                                Unauthenticated)
+from app.metrics import DATABASE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     def database_error(error: DBAPIError):
         if database_unreachable(error):
+            DATABASE_FAILURES.labels("unavailable").inc()
             log.warning("database unavailable: %s", error.orig)
             response = error_response(503, "database_unavailable",
                                       "The database cannot be reached; try again shortly.")
             response.headers["Retry-After"] = "5"
             return response
+        DATABASE_FAILURES.labels("error").inc()
         return unexpected(error)
 
     @app.errorhandler(Exception)

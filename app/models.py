@@ -238,6 +238,17 @@ target_usage = _usage_view("target_usage", "live", *PERIODS)
 target_usage_recount = _usage_view("target_usage_recount", *PERIODS)
 
 
+class Operator(Base):
+    """Someone who runs this instance: rtbctl operator; only hashes are stored."""
+
+    __tablename__ = "operators"
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
+
+
 class Subscriber(Base):
     """Kamailio auth_db's table; only HA1 is ever written."""
 

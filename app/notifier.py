@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.kamailio_rpc import RPCError
+from app.metrics import KAMAILIO_PUSH_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def _send(session: Session) -> None:
         try:
             _call(rpc, method, params)
         except RPCError as error:
+            KAMAILIO_PUSH_FAILURES.labels(method).inc()
             log.warning("Kamailio not told (%s); it will read the database instead", error)
 
 

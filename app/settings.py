@@ -98,6 +98,8 @@ class Settings:
     rpc_timeout_ms: int = 500
     redis_port: int = 6380
     redis_url_override: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -106,6 +108,9 @@ class Settings:
         sip_domain = (env.get("RTB_SIP_DOMAIN") or sip_addr).lower()
         if any(c in sip_domain for c in "@;:/ ,"):
             raise SettingsError(f"RTB_SIP_DOMAIN must be a bare host name, not {sip_domain!r}")
+        # Metrics are never served on the publishers' port.
+        if _port(env, "RTB_METRICS_PORT", 9464) == _port(env, "RTB_HTTP_PORT", 8080):
+            raise SettingsError("RTB_METRICS_PORT must differ from RTB_HTTP_PORT")
         return cls(
             http_host=_address(env, "RTB_HTTP_HOST", "127.0.0.1"),
             http_port=_port(env, "RTB_HTTP_PORT", 8080),
@@ -141,6 +146,8 @@ class Settings:
             # topos's records: the private Redis on this port, or the operator's.
             redis_port=_port(env, "RTB_REDIS_PORT", 6380),
             redis_url_override=env.get("RTB_REDIS_URL") or None,
+            metrics_host=_address(env, "RTB_METRICS_HOST", "127.0.0.1"),
+            metrics_port=_port(env, "RTB_METRICS_PORT", 9464),
         )
 
     @property
@@ -150,6 +157,11 @@ class Settings:
     @property
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.rpc_port}/RPC"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where gunicorn's workers write their metrics (PROMETHEUS_MULTIPROC_DIR)."""
+        return self.var_dir / "metrics"
 
     @property
     def rpc_secret_file(self) -> Path:

@@ -37,6 +37,7 @@ def stack_env(var_dir: Path) -> dict[str, str]:
         "RTB_RPC_PORT": str(free_port(kind=socket.SOCK_STREAM)),
         "RTB_DB_PORT": str(free_port(kind=socket.SOCK_STREAM)),
         "RTB_REDIS_PORT": str(free_port(kind=socket.SOCK_STREAM)),
+        "RTB_METRICS_PORT": str(free_port(kind=socket.SOCK_STREAM)),
         "RTB_SIP_DOMAIN": SIP_DOMAIN,
         "RTB_HTTP_WORKERS": "2",
     }

@@ -19,6 +19,16 @@ from app.domain_errors import DomainError
 from app.settings import Settings, SettingsError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+password_stdin_option = click.option("--password-stdin", is_flag=True,
+                                     help="Read the password from the first line of standard input.")
+
+
+def read_password(from_stdin: bool) -> str:
+    """Asked for (hidden, twice) or read from standard input, never taken as an
+    argument, where `ps` and shell history would see it."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 def emit(data: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
@@ -84,4 +94,4 @@ def run() -> None:
         sys.exit(1)
 
 
-from app.cli import db, gateways, market, reports, usage  # noqa: E402,F401  (they register their commands on main)
+from app.cli import db, gateways, market, operators, reports, usage  # noqa: E402,F401  (they register their commands on main)

@@ -7,13 +7,12 @@ a gateway has credentials.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from app import gateways
-from app.cli import Context, emit, json_option, main
+from app.cli import Context, emit, json_option, main, password_stdin_option, read_password
 from app.models import Gateway
 
 
@@ -24,10 +23,8 @@ def gateway_json(g: Gateway) -> dict[str, Any]:
 
 
 def _password(username: str | None, password_stdin: bool) -> str | None:
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    if username:
-        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password_stdin or username:
+        return read_password(password_stdin)
     return None
 
 
@@ -38,8 +35,7 @@ def gateway_options(command):
         click.option("--prefix", help="Before the number's digits; '+' (the default) sends"
                      " the E.164 number as is, '' its digits alone."),
         click.option("--username", help="Answer its 401/407 challenges as this user; '' none."),
-        click.option("--password-stdin", is_flag=True,
-                     help="Read the password from the first line of standard input."),
+        password_stdin_option,
         json_option,
     ]):
         command = option(command)

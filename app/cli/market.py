@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from decimal import Decimal
 from typing import Any
 
 import click
 
 from app import admin
-from app.cli import Context, emit, json_option, main
+from app.cli import Context, emit, json_option, main, password_stdin_option, read_password
 from app.models import PostbackKey, Target
 
 CLEAR = object()
@@ -137,21 +136,16 @@ def publisher_allow_ip(obj: Context, publisher_id: int, cidr: str, as_json: bool
 @publisher.command("sip-user")
 @click.argument("publisher_id", type=int)
 @click.argument("username")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from the first line of standard input.")
+@password_stdin_option
 @json_option
 @click.pass_obj
 def publisher_sip_user(obj: Context, publisher_id: int, username: str, password_stdin: bool,
                        as_json: bool) -> None:
     """Create or re-key a digest user for PUBLISHER_ID; only its HA1 is stored.
 
-    The password is asked for (hidden, twice) or read from standard input,
-    never taken as an argument, where `ps` and shell history would see it.
+    The password is asked for (hidden, twice) or read from standard input.
     """
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     settings = obj.settings
     row = obj.apply(admin.set_sip_user, publisher_id, username, password,
                     realm=settings.sip_realm, domain=settings.sip_domain)

@@ -17,13 +17,15 @@ from app.settings import Settings, SettingsError
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB, upgrade_schema
+from app.stack.metrics import MetricsExporter
 from app.stack.process import StartError
 from app.stack.redis import redis_parts
 
 
 def parts(settings: Settings) -> list:
     database = [PrivateMariaDB(settings)] if settings.private_database else []
-    return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings)]
+    return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings),
+            MetricsExporter(settings)]
 
 
 def up(settings: Settings) -> list:
@@ -51,6 +53,8 @@ def banner(settings: Settings) -> str:
     return f"""
 RTB router is up (state in {settings.var_dir}).
   HTTP API  http://{settings.http_host}:{settings.http_port}   SIP edge  {sip} (udp, tcp)
+  Metrics   http://{settings.metrics_host}:{settings.metrics_port}/metrics (app)
+            http://127.0.0.1:{settings.rpc_port}/metrics (Kamailio)
 
 Set up a buyer and a publisher, then ping:
   .venv/bin/rtbctl publisher add acme

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from app.settings import Settings
+from app.stack.metrics import MULTIPROC_ENV, reset_metrics_dir
 from app.stack.process import Service
 
 ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
@@ -28,8 +29,11 @@ class Gunicorn:
             "--access-logfile", str(state / "access.log"),
             # The path without its query string: publishers send their key there.
             "--access-logformat", ACCESS_LOG_FORMAT,
+            "--config", "python:app.stack.gunicorn_hooks",
             app,
         ], state)
+        # The workers' metrics, added up by app/stack/metrics.py.
+        self.service.env[MULTIPROC_ENV] = str(settings.metrics_dir)
 
     def _ready(self) -> bool:
         try:
@@ -39,6 +43,7 @@ class Gunicorn:
             return False
 
     def start(self, timeout: float = 30) -> None:
+        reset_metrics_dir(self.settings)
         self.service.start(self._ready, timeout=timeout)
 
     def stop(self) -> None:

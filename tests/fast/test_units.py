@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from app import targeting
+from app.api_metrics import ping_labels
 from app.credentials import ha1, key_hash
 from app.domain_errors import Invalid
 from app.errors import database_unreachable
@@ -21,6 +22,7 @@ from app.phone import InvalidNumber, to_e164
 from app.pings import check_tags
 from app.settings import PingLimits, Settings, SettingsError
 from app.stack.kamailio import defines
+from app.stack.metrics import reset_metrics_dir
 from app.stack.redis import PrivateRedis, ndb_server, redis_parts
 from tests.sip import publisher_scenario
 
@@ -50,6 +52,7 @@ def test_settings_have_working_defaults():
     assert s.private_database
     assert (s.http_timeout, s.sip_shared_memory_mb, s.rpc_timeout_ms) == (30, 256, 500)
     assert s.retention_days == 90
+    assert (s.metrics_host, s.metrics_port) == ("127.0.0.1", 9464)
 
 
 def test_the_ping_limits_have_defaults_and_come_from_the_environment():
@@ -78,6 +81,9 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_HTTP_TIMEOUT", "0"), ("RTB_SIP_SHARED_MEMORY_MB", "32"), ("RTB_RPC_TIMEOUT_MS", "soon"),
     # The usage counters count the last 32 days from history.
     ("RTB_RETENTION_DAYS", "32"),
+    ("RTB_METRICS_PORT", "0"), ("RTB_METRICS_HOST", "metrics.example.com"),
+    # Metrics are never served on the publishers' port.
+    ("RTB_METRICS_PORT", "8080"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -238,3 +244,24 @@ def test_tags_at_their_limits_pass_and_one_more_of_anything_is_invalid_tag():
 def test_topology_hiding_is_on_unless_switched_off(value, switched):
     settings = Settings.from_env({} if value is None else {"RTB_SIP_TOPOLOGY_HIDING": value})
     assert ("WITH_TOPOS" in defines(settings)) is switched
+
+
+@pytest.mark.parametrize("body, labels", [
+    ({"rtb": {"uuid": "u", "status": "reserved"}}, ("reserved", "")),
+    ({"rtb": {"uuid": "u", "status": "confirmed"}}, ("confirmed", "")),
+    ({"rtb": {"uuid": "u", "status": "reserved", "retreaver_ping_shield": True}},
+     ("duplicate", "")),
+    ({"rtb": {"status": "rejected", "reason": "capped"}}, ("rejected", "capped")),
+    ({"error": {"code": "rate_limited", "message": "…"}}, ("error", "rate_limited")),
+])
+def test_a_ping_is_counted_by_the_outcome_and_reason_its_answer_shows(body, labels):
+    assert ping_labels(body) == labels
+
+
+def test_the_workers_metrics_folder_is_emptied_at_each_start(tmp_path):
+    settings = Settings.from_env({"RTB_VAR_DIR": str(tmp_path)})
+    settings.metrics_dir.mkdir()
+    (settings.metrics_dir / "counter_4242.db").write_bytes(b"an earlier run's")
+    reset_metrics_dir(settings)
+    assert list(settings.metrics_dir.iterdir()) == []
+    assert settings.metrics_dir.stat().st_mode & 0o777 == 0o700
