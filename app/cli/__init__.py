@@ -84,4 +84,4 @@ def run() -> None:
         sys.exit(1)
 
 
-from app.cli import db, market, reports, usage  # noqa: E402,F401  (they register their commands on main)
+from app.cli import db, market, postbacks, reports, usage  # noqa: E402,F401  (they register their commands on main)

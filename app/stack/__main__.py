@@ -17,13 +17,15 @@ from app.settings import Settings, SettingsError
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB, upgrade_schema
+from app.stack.postbacks import PostbackWorker
 from app.stack.process import StartError
 from app.stack.redis import redis_parts
 
 
 def parts(settings: Settings) -> list:
     database = [PrivateMariaDB(settings)] if settings.private_database else []
-    return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings)]
+    return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings),
+            PostbackWorker(settings)]
 
 
 def up(settings: Settings) -> list:
@@ -62,6 +64,7 @@ Set up a buyer and a publisher, then ping:
 
 Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip} from
 127.0.0.2, e.g. with a SIPp scenario that follows Record-Route (README: "A first call").
+Call ends are posted to keys' postback URLs by the postback worker (README: "Postbacks").
 Logs: {settings.var_dir}/*/*.log
 """
 

@@ -1,0 +1,107 @@
+"""The postback worker: claims due postbacks, sends each batch at once, and
+records every outcome; `python -m app.postbacks` runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import make_sessionmaker
+from app.postbacks import message, queue, sender
+from app.settings import Settings
+
+BATCH = 50
+IDLE_SECONDS = 1.0
+log = logging.getLogger("rtb.postbacks")
+
+
+class Worker:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]):
+        self.times = settings.postbacks
+        self.sessions = sessions
+        # Written after each round that reached the database: the stack's readiness check.
+        self.heartbeat = settings.var_dir / "postbacks" / "heartbeat"
+        # A claim outlives the request's deadline and the recording of its outcome.
+        self.lease_seconds = self.times.timeout_seconds + 30
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with sender.http_session(self.times.timeout_seconds, BATCH) as http:
+            while not stop.is_set():
+                try:
+                    due = await asyncio.to_thread(self._claim)
+                    await asyncio.gather(*(self._deliver(http, item) for item in due))
+                except DBAPIError as error:
+                    log.warning("database: %s", error.orig)
+                    due = []
+                if len(due) < BATCH:
+                    try:
+                        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+                    except asyncio.TimeoutError:
+                        pass
+
+    def _claim(self) -> list[queue.Due]:
+        with self.sessions() as db:
+            due = queue.claim(db, BATCH, self.lease_seconds)
+        _touch(self.heartbeat)
+        return due
+
+    async def _deliver(self, http: aiohttp.ClientSession, due: queue.Due) -> None:
+        problem = _unsendable(due)
+        final = problem is not None
+        if not final:
+            body = message.body(due.end)
+            problem = await sender.post(http, message.url(due.template, due.end), body,
+                                        message.signature(due.secret, body), due.id)
+            if problem is None:
+                await asyncio.to_thread(self._record, queue.delivered, due.id)
+                return
+        log.info("postback %s, attempt %s: %s", due.id, due.attempts, problem)
+        await asyncio.to_thread(self._record, queue.failed, due, problem,
+                                message.retry_wait(due.attempts, self.times.retry_seconds),
+                                self.times.give_up_seconds, final)
+
+    def _record(self, outcome, *args) -> None:
+        with self.sessions() as db:
+            outcome(db, *args)
+
+
+def _unsendable(due: queue.Due) -> str | None:
+    """Why this postback can never be sent, or None."""
+    if due.end is None:
+        return "its call is no longer kept"
+    if not due.template:
+        return "its key has no postback URL any more"
+    if not due.secret:
+        return "its key has no postback secret (rtbctl key edit --new-postback-secret)"
+    try:
+        message.check_url(message.url(due.template, due.end))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    worker = Worker(settings, make_sessionmaker(settings))
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        log.info("postback worker started")
+        await worker.run(stop)
+
+    asyncio.run(serve())
+    return 0
