@@ -965,7 +965,8 @@ END //
 -- postback URL, in the transaction that records the end, whichever
 -- statement ends it (rtb_call_over, rtb_expire's sweep): once the end is
 -- committed, so is its postback, and only the first end of a call is one.
--- The key is read without a lock: a call's end never waits for a key edit.
+-- The key's row is share-locked, as pings' foreign keys already lock it:
+-- only a key edit in flight can hold a call's end up, never a ping.
 CREATE OR REPLACE TRIGGER calls_postback AFTER UPDATE ON calls FOR EACH ROW
 BEGIN
   DECLARE v_key INT UNSIGNED;

@@ -27,18 +27,19 @@ class Worker:
         self.sessions = sessions
         # Written after each round that reached the database: the stack's readiness check.
         self.heartbeat = settings.var_dir / "postbacks" / "heartbeat"
-        # A claim outlives the request's deadline and the recording of its outcome.
-        self.lease_seconds = self.times.timeout_seconds + 30
+        # A claim outlives the request's deadline and the recording of its
+        # outcome; if it did not, the row would only be sent once more.
+        self.lease_seconds = self.times.timeout_seconds + 15
 
     async def run(self, stop: asyncio.Event) -> None:
         async with sender.http_session(self.times.timeout_seconds, BATCH) as http:
             while not stop.is_set():
                 try:
                     due = await asyncio.to_thread(self._claim)
-                    await asyncio.gather(*(self._deliver(http, item) for item in due))
                 except DBAPIError as error:
                     log.warning("database: %s", error.orig)
                     due = []
+                await asyncio.gather(*(self._attempt(http, item) for item in due))
                 if len(due) < BATCH:
                     try:
                         await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
@@ -50,6 +51,14 @@ class Worker:
             due = queue.claim(db, BATCH, self.lease_seconds)
         _touch(self.heartbeat)
         return due
+
+    async def _attempt(self, http: aiohttp.ClientSession, due: queue.Due) -> None:
+        """Deliver one; whatever goes wrong, the others go on, and this one is
+        due again when its claim runs out."""
+        try:
+            await self._deliver(http, due)
+        except Exception:
+            log.exception("postback %s, attempt %s", due.id, due.attempts)
 
     async def _deliver(self, http: aiohttp.ClientSession, due: queue.Due) -> None:
         problem = _unsendable(due)
