@@ -89,6 +89,8 @@ def _unsendable(due: queue.Due) -> str | None:
     if not due.secret:
         return "its key has no postback secret (rtbctl key edit --new-postback-secret)"
     try:
+        # Checked when set, but a key's row may have been written by hand.
+        message.check_template(due.template)
         message.check_url(message.url(due.template, due.end))
     except ValueError as error:
         return str(error)

@@ -78,6 +78,8 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_HTTP_TIMEOUT", "0"), ("RTB_SIP_SHARED_MEMORY_MB", "32"), ("RTB_RPC_TIMEOUT_MS", "soon"),
     # The usage counters count the last 32 days from history.
     ("RTB_RETENTION_DAYS", "32"),
+    ("RTB_POSTBACK_TIMEOUT", "0"), ("RTB_POSTBACK_RETRY_SECONDS", "soon"),
+    ("RTB_POSTBACK_GIVE_UP_SECONDS", "-1"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):
