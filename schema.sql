@@ -188,16 +188,16 @@ CREATE TABLE IF NOT EXISTS postbacks (
   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   call_row_id BIGINT UNSIGNED NOT NULL,
   key_id INT UNSIGNED NOT NULL,
-  status VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT 'pending',
+  state VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT 'pending',
   attempts INT UNSIGNED NOT NULL DEFAULT 0,
   created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   next_attempt_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   delivered_at TIMESTAMP(3) NULL DEFAULT NULL,
   last_error VARCHAR(255) NULL,
   CONSTRAINT postbacks_call_uq UNIQUE (call_row_id),
-  CONSTRAINT postbacks_status_ck CHECK (status IN ('pending', 'delivered', 'failed')),
+  CONSTRAINT postbacks_state_ck CHECK (state IN ('pending', 'delivered', 'failed')),
   CONSTRAINT postbacks_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
-  INDEX postbacks_due_idx (status, next_attempt_at),
+  INDEX postbacks_due_idx (state, next_attempt_at),
   INDEX postbacks_created_idx (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 

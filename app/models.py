@@ -126,7 +126,7 @@ class Postback(Base):
     id: Mapped[intpk]
     call_row_id: Mapped[int] = mapped_column(BigInteger)
     key_id: Mapped[int] = mapped_column(ForeignKey("postback_keys.id"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP(3)")
     next_attempt_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP(3)")

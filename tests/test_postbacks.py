@@ -96,9 +96,9 @@ def postbacks_of(sessions, uuid: str) -> list:
             " JOIN reservations r ON r.id = c.reservation_id WHERE r.uuid = :u"), {"u": uuid}).all()
 
 
-def status_of(sessions, uuid: str) -> str | None:
+def state_of(sessions, uuid: str) -> str | None:
     rows = postbacks_of(sessions, uuid)
-    return rows[0].status if rows else None
+    return rows[0].state if rows else None
 
 
 def test_a_call_end_is_posted_once_with_its_fields_signed_with_the_keys_secret(
@@ -114,7 +114,7 @@ def test_a_call_end_is_posted_once_with_its_fields_signed_with_the_keys_secret(
     failed = end_call(client, sessions, m, key, talk=None, caller="2025550124")
 
     postback_worker()
-    assert eventually(lambda: status_of(sessions, converted) == status_of(sessions, failed)
+    assert eventually(lambda: state_of(sessions, converted) == state_of(sessions, failed)
                       == "delivered", 20)
     [got] = receiver.of(converted)
     assert got.method == "POST" and got.signed_with(secret) and not got.signed_with(first_secret)
@@ -140,12 +140,12 @@ def test_a_postback_is_retried_while_its_receiver_is_down_or_failing(
     postback_worker()
     assert eventually(lambda: postbacks_of(sessions, uuid)[0].attempts >= 2, 20)
     [waiting] = postbacks_of(sessions, uuid)
-    assert waiting.status == "pending" and "Connect" in waiting.last_error
+    assert waiting.state == "pending" and "Connect" in waiting.last_error
     listed = run_json(env, "postbacks")
     assert [row["uuid"] for row in listed if row["uuid"] == uuid] == [uuid]
 
     receiver.start()
-    assert eventually(lambda: status_of(sessions, uuid) == "delivered", 20)
+    assert eventually(lambda: state_of(sessions, uuid) == "delivered", 20)
     # The receiver's 503 was retried too: the request after it was taken.
     assert len(receiver.of(uuid)) == 2
     assert all(r.signed_with(secret) for r in receiver.of(uuid))
@@ -159,13 +159,13 @@ def test_a_redirect_is_not_followed_and_a_postback_is_given_up_after_its_deadlin
     m, key, _ = keyed(env, market, receiver.url + "/cv?u={uuid}")
     postback_worker(RTB_POSTBACK_GIVE_UP_SECONDS="4")
     uuid = end_call(client, sessions, m, key)
-    assert eventually(lambda: status_of(sessions, uuid) == "failed", 20)
+    assert eventually(lambda: state_of(sessions, uuid) == "failed", 20)
     [given_up] = postbacks_of(sessions, uuid)
     assert given_up.last_error == "HTTP 302"
     assert len(receiver.of(uuid)) == given_up.attempts
     assert elsewhere.received == []
     failed = [row for row in run_json(env, "postbacks", "--failed") if row["uuid"] == uuid]
-    assert [(row["status"], row["last_error"]) for row in failed] == [("failed", "HTTP 302")]
+    assert [(row["state"], row["last_error"]) for row in failed] == [("failed", "HTTP 302")]
 
 
 def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(
@@ -175,7 +175,7 @@ def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(
     uuid = end_call(client, sessions, m, key)
     postback_worker(RTB_POSTBACK_TIMEOUT="1")
     assert eventually(lambda: (postbacks_of(sessions, uuid)[0].last_error or "") == "timed out", 20)
-    assert postbacks_of(sessions, uuid)[0].status == "pending"
+    assert postbacks_of(sessions, uuid)[0].state == "pending"
 
 
 def test_a_postback_claimed_by_a_worker_that_died_is_delivered_when_its_claim_runs_out(
@@ -188,12 +188,12 @@ def test_a_postback_claimed_by_a_worker_that_died_is_delivered_when_its_claim_ru
         # A worker claims every postback due (this one too) for 3 s, then dies.
         [dead] = [due for due in queue.claim(db, 10000, 3) if due.id == row.id]
     postback_worker()
-    assert eventually(lambda: status_of(sessions, uuid) == "delivered", 20)
+    assert eventually(lambda: state_of(sessions, uuid) == "delivered", 20)
     assert [r.signed_with(secret) for r in receiver.of(uuid)] == [True]
     # The dead worker's outcome, were it to come late, changes nothing.
     with sessions() as db:
         queue.failed(db, dead, "late", 1, 86400, final=True)
-    assert status_of(sessions, uuid) == "delivered"
+    assert state_of(sessions, uuid) == "delivered"
 
 
 def test_two_workers_never_deliver_one_postback_twice(
@@ -205,7 +205,7 @@ def test_two_workers_never_deliver_one_postback_twice(
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         postback_worker()
-        assert eventually(lambda: all(status_of(sessions, u) == "delivered" for u in uuids), 30)
+        assert eventually(lambda: all(state_of(sessions, u) == "delivered" for u in uuids), 30)
     finally:
         second.terminate()
         second.wait(15)
@@ -262,7 +262,7 @@ def test_a_call_the_edge_lost_queues_its_postback_when_the_sweep_ends_it(
         db.execute(text("CALL rtb_expire(10800)"))
         db.commit()
     [queued] = postbacks_of(sessions, rtb["uuid"])
-    assert queued.status == "pending"
+    assert queued.state == "pending"
 
 
 def test_retention_prunes_postbacks_as_old_as_the_history_it_deletes(env, sessions, market):
@@ -271,7 +271,7 @@ def test_retention_prunes_postbacks_as_old_as_the_history_it_deletes(env, sessio
     old, young = 2**62 + 2 * m.key_id, 2**62 + 2 * m.key_id + 1
     with sessions() as db:
         for call_row, age in ((old, 120), (young, 1)):
-            db.execute(text("INSERT INTO postbacks (call_row_id, key_id, status, created_at)"
+            db.execute(text("INSERT INTO postbacks (call_row_id, key_id, state, created_at)"
                             " VALUES (:c, :k, 'delivered', NOW(3) - INTERVAL :age DAY)"),
                        {"c": call_row, "k": m.key_id, "age": age})
         db.commit()
@@ -306,7 +306,7 @@ def test_a_call_through_the_edge_is_posted_once(env, client, sessions, market, r
     uuid = client.post("/rtbs.json", query_string={"key": m.key}).get_json()["rtb"]["uuid"]
     call = dial(workdir, edge, uuid, source_ip=m.ip, hold_ms=2000)
     assert call.returncode == 0, call.log
-    assert eventually(lambda: status_of(sessions, uuid) == "delivered", 20)
+    assert eventually(lambda: state_of(sessions, uuid) == "delivered", 20)
     [got] = receiver.of(uuid)
     assert got.signed_with(made["postback_secret"])
     assert got.query == {"u": uuid, "c": "true"}

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.models import Call, Postback, PostbackKey, Reservation
 from app.postbacks.message import CallEnd
 
-_DUE = text("SELECT id FROM postbacks WHERE status = 'pending' AND next_attempt_at <= NOW(3)"
+_DUE = text("SELECT id FROM postbacks WHERE state = 'pending' AND next_attempt_at <= NOW(3)"
             " ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED")
 _TAKE = text("UPDATE postbacks SET attempts = attempts + 1,"
              " next_attempt_at = NOW(3) + INTERVAL :lease SECOND WHERE id IN :ids"
@@ -33,15 +33,15 @@ SELECT p.id, p.attempts, k.postback_url, k.postback_secret, r.uuid, r.payout, r.
   LEFT JOIN calls c ON c.id = p.call_row_id
   LEFT JOIN reservations r ON r.id = c.reservation_id
  WHERE p.id IN :ids ORDER BY p.id""").bindparams(bindparam("ids", expanding=True))
-_DELIVERED = text("UPDATE postbacks SET status = 'delivered', delivered_at = NOW(3),"
-                  " last_error = NULL WHERE id = :id AND status = 'pending'")
+_DELIVERED = text("UPDATE postbacks SET state = 'delivered', delivered_at = NOW(3),"
+                  " last_error = NULL WHERE id = :id AND state = 'pending'")
 # Given up when the next attempt would come after the deadline.
 _FAILED = text("""
 UPDATE postbacks
-   SET status = IF(:final OR NOW(3) + INTERVAL :wait SECOND
+   SET state = IF(:final OR NOW(3) + INTERVAL :wait SECOND
                               > created_at + INTERVAL :give_up SECOND, 'failed', 'pending'),
        next_attempt_at = NOW(3) + INTERVAL :wait SECOND, last_error = LEFT(:error, 255)
- WHERE id = :id AND attempts = :attempts AND status = 'pending'""")
+ WHERE id = :id AND attempts = :attempts AND state = 'pending'""")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Listed:
     id: int
     key_prefix: str
     uuid: str | None
-    status: str
+    state: str
     attempts: int
     created_at: datetime
     next_attempt_at: datetime
@@ -105,12 +105,12 @@ class Listed:
 
 def pending_or_failed(session: Session, failed_only: bool, limit: int) -> list[Listed]:
     """Pending postbacks (next due first), or with failed_only those given up (latest first)."""
-    status = "failed" if failed_only else "pending"
+    state = "failed" if failed_only else "pending"
     order = Postback.id.desc() if failed_only else Postback.next_attempt_at
     query = (select(Postback, PostbackKey.key_prefix, Reservation.uuid)
              .join(PostbackKey, PostbackKey.id == Postback.key_id)
              .outerjoin(Call, Call.id == Postback.call_row_id)
              .outerjoin(Reservation, Reservation.id == Call.reservation_id)
-             .where(Postback.status == status).order_by(order).limit(limit))
-    return [Listed(p.id, prefix, uuid, p.status, p.attempts, p.created_at, p.next_attempt_at,
+             .where(Postback.state == state).order_by(order).limit(limit))
+    return [Listed(p.id, prefix, uuid, p.state, p.attempts, p.created_at, p.next_attempt_at,
                    p.last_error) for p, prefix, uuid in session.execute(query)]
