@@ -178,6 +178,20 @@ def test_a_receiver_slower_than_the_timeout_is_cut_off_and_retried(
     assert postbacks_of(sessions, uuid)[0].state == "pending"
 
 
+def test_a_slow_receiver_holds_up_its_own_postbacks_only(
+        env, client, sessions, market, receivers, postback_worker):
+    slow, quick = receivers(delay=20).start(), receivers().start()
+    slow_market, slow_key, _ = keyed(env, market, slow.url + "/cv?u={uuid}")
+    quick_market, quick_key, _ = keyed(env, market, quick.url + "/cv?u={uuid}")
+    postback_worker(RTB_POSTBACK_TIMEOUT="30")
+    held = end_call(client, sessions, slow_market, slow_key)
+    assert eventually(lambda: len(slow.of(held)) == 1, 20)
+    passed = end_call(client, sessions, quick_market, quick_key)
+    assert eventually(lambda: state_of(sessions, passed) == "delivered", 15)
+    [in_flight] = postbacks_of(sessions, held)
+    assert (in_flight.state, in_flight.last_error) == ("pending", None)
+
+
 def test_a_postback_claimed_by_a_worker_that_died_is_delivered_when_its_claim_runs_out(
         env, client, sessions, market, receivers, postback_worker):
     receiver = receivers().start()

@@ -1,4 +1,4 @@
-"""The postback worker: claims due postbacks, sends each batch at once, and
+"""The postback worker: claims due postbacks, sends up to BATCH at once, and
 records every outcome; `python -m app.postbacks` runs it until SIGTERM."""
 
 from __future__ import annotations
@@ -32,23 +32,34 @@ class Worker:
         self.lease_seconds = self.times.timeout_seconds + 15
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Keep up to BATCH postbacks in flight, claiming more as each one ends:
+        a slow receiver holds up its own postbacks, not the others'. On stop,
+        those in flight are dropped: they are due again when their claims run out."""
         async with sender.http_session(self.times.timeout_seconds, BATCH) as http:
+            stopping = asyncio.create_task(stop.wait())
+            sending: set[asyncio.Task] = set()
             while not stop.is_set():
-                try:
-                    due = await asyncio.to_thread(self._claim)
-                except DBAPIError as error:
-                    log.warning("database: %s", error.orig)
-                    due = []
-                await asyncio.gather(*(self._attempt(http, item) for item in due))
-                if len(due) < BATCH:
-                    try:
-                        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
-                    except asyncio.TimeoutError:
-                        pass
+                room = BATCH - len(sending)
+                due = await self._claim_safely(room) if room else []
+                sending |= {asyncio.create_task(self._attempt(http, item)) for item in due}
+                if not room or len(due) < room:
+                    await asyncio.wait({stopping, *sending}, timeout=IDLE_SECONDS,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                sending = {task for task in sending if not task.done()}
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
 
-    def _claim(self) -> list[queue.Due]:
+    async def _claim_safely(self, room: int) -> list[queue.Due]:
+        try:
+            return await asyncio.to_thread(self._claim, room)
+        except DBAPIError as error:
+            log.warning("database: %s", error.orig)
+            return []
+
+    def _claim(self, room: int) -> list[queue.Due]:
         with self.sessions() as db:
-            due = queue.claim(db, BATCH, self.lease_seconds)
+            due = queue.claim(db, room, self.lease_seconds)
         _touch(self.heartbeat)
         return due
 
