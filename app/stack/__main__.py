@@ -64,7 +64,7 @@ Set up a buyer and a publisher, then ping:
 
 Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip} from
 127.0.0.2, e.g. with a SIPp scenario that follows Record-Route (README: "A first call").
-Call ends are posted to keys' postback URLs by the postback worker (README: "Postbacks").
+Call ends are posted to keys' postback URLs by the postback worker (README: "Conversion postbacks").
 Logs: {settings.var_dir}/*/*.log
 """
 
