@@ -11,7 +11,7 @@ that claimed the row (its number), never over a later claim.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -51,8 +51,8 @@ class Due:
     id: int
     attempts: int
     template: str | None
-    secret: str | None
     end: CallEnd | None
+    secret: str | None = field(repr=False)
 
 
 def claim(session: Session, limit: int, lease_seconds: int) -> list[Due]:
@@ -74,7 +74,8 @@ def _due(row) -> Due:
                       payout=row.payout if row.converted else Decimal("0.00"),
                       talk_seconds=row.talk_seconds, converted=bool(row.converted),
                       caller_number=row.caller_number, tags=json.loads(row.tags))
-    return Due(row.id, row.attempts, row.postback_url, row.postback_secret, end)
+    return Due(id=row.id, attempts=row.attempts, template=row.postback_url, end=end,
+               secret=row.postback_secret)
 
 
 def delivered(session: Session, postback_id: int) -> None:
