@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-run: install ## Start MariaDB, Redis, Kamailio, gunicorn and the metrics exporter in the foreground (Ctrl-C stops)
+run: install ## Start MariaDB, Redis, Kamailio, gunicorn, the metrics exporter and the postback worker in the foreground (Ctrl-C stops)
 	$(PY) -m app.stack run
 
 up: install ## Start everything in the background; returns once all parts answer

@@ -107,6 +107,11 @@ CREATE TABLE IF NOT EXISTS postback_keys (
   rate_limit INT UNSIGNED NULL,
   require_caller_number BOOLEAN NOT NULL DEFAULT FALSE,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  -- Where a call's end is posted (app/postbacks), and the secret its body
+  -- is signed with: kept as is, as signing needs it (Kamailio cannot read
+  -- this table).
+  postback_url VARCHAR(2048) NULL,
+  postback_secret CHAR(64) CHARACTER SET ascii NULL,
   CONSTRAINT postback_keys_hash_uq UNIQUE (key_hash),
   CONSTRAINT postback_keys_scope_ck CHECK (duplicate_scope IN ('key', 'campaign')),
   CONSTRAINT postback_keys_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
@@ -203,6 +208,29 @@ CREATE TABLE IF NOT EXISTS calls (
   INDEX calls_call_id_idx (call_id),
   INDEX calls_target_live_idx (target_id, ended_at),
   INDEX calls_open_idx (ended_at, answered_at, claimed_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- A call's end to post to its key's postback_url: queued by the trigger
+-- calls_postback in the transaction that ends the call, delivered at least
+-- once by the postback worker. A worker claims a due row by moving
+-- next_attempt_at past its request's timeout (a worker that dies mid-way
+-- leaves it due again); 'delivered' on a 2xx, 'failed' once retrying would
+-- pass RTB_POSTBACK_GIVE_UP_SECONDS.
+CREATE TABLE IF NOT EXISTS postbacks (
+  id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+  call_row_id BIGINT UNSIGNED NOT NULL,
+  key_id INT UNSIGNED NOT NULL,
+  state VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT 'pending',
+  attempts INT UNSIGNED NOT NULL DEFAULT 0,
+  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  next_attempt_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  delivered_at TIMESTAMP(3) NULL DEFAULT NULL,
+  last_error VARCHAR(255) NULL,
+  CONSTRAINT postbacks_call_uq UNIQUE (call_row_id),
+  CONSTRAINT postbacks_state_ck CHECK (state IN ('pending', 'delivered', 'failed')),
+  CONSTRAINT postbacks_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
+  INDEX postbacks_due_idx (state, next_attempt_at),
+  INDEX postbacks_created_idx (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- At most one live reservation per caller in a scope: for Ping Shield
@@ -849,6 +877,11 @@ BEGIN
       DELETE FROM target_usage_counts WHERE starts_at < v_cutoff LIMIT p_batch;
       SET v_rows = ROW_COUNT();
     UNTIL v_rows < p_batch END REPEAT;
+    -- Postbacks as old: delivered or given up long since (retries stop after a day).
+    REPEAT
+      DELETE FROM postbacks WHERE created_at < v_cutoff LIMIT p_batch;
+      SET v_rows = ROW_COUNT();
+    UNTIL v_rows < p_batch END REPEAT;
     DROP TEMPORARY TABLE retain_batch;
     DO RELEASE_LOCK(v_lock);
   END IF;
@@ -1008,6 +1041,24 @@ BEGIN
     UPDATE calls c JOIN reservations r ON r.id = c.reservation_id
        SET c.ended_at = p_at, c.final_status = p_code, r.status = 'confirmed'
      WHERE c.id = v_call;
+  END IF;
+END //
+
+-- A call's end queues one postback when its reservation's key has a
+-- postback URL, in the transaction that records the end, whichever
+-- statement ends it (rtb_call_over, rtb_expire's sweep): once the end is
+-- committed, so is its postback, and only the first end of a call is one.
+-- The key's row is share-locked, as pings' foreign keys already lock it:
+-- only a key edit in flight can hold a call's end up, never a ping.
+CREATE OR REPLACE TRIGGER calls_postback AFTER UPDATE ON calls FOR EACH ROW
+BEGIN
+  DECLARE v_key INT UNSIGNED;
+  IF OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL THEN
+    SELECT k.id INTO v_key FROM reservations r JOIN postback_keys k ON k.id = r.key_id
+     WHERE r.id = NEW.reservation_id AND k.postback_url IS NOT NULL;
+    IF v_key IS NOT NULL THEN
+      INSERT INTO postbacks (call_row_id, key_id) VALUES (NEW.id, v_key);
+    END IF;
   END IF;
 END //
 

@@ -23,6 +23,7 @@ from app.domain_errors import Conflict, Invalid, NotFound
 from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
                         Target)
 from app.phone import InvalidNumber, to_e164
+from app.postbacks import message
 
 PUBLISHERS_GROUP = 1
 CARRIERS_GROUP = 2
@@ -263,17 +264,18 @@ def list_numbers(session: Session) -> list[Number]:
 
 
 KEY_SETTINGS = ("ttl", "inbound_number", "auto_confirm", "duplicate_scope", "rate_limit",
-                "require_caller_number")
+                "require_caller_number", "postback_url")
 
 
 def add_key(session: Session, campaign_id: int, publisher_id: int,
             **settings: Any) -> tuple[PostbackKey, str]:
-    """A new postback key; the key itself is returned once and only its hash is kept."""
+    """A new postback key; the key itself is returned once and only its hash is kept.
+    Its postback secret is made with it (row.postback_secret, to show once)."""
     _get(session, Campaign, campaign_id)
     _get(session, Publisher, publisher_id)
     key = new_postback_key()
     row = PostbackKey(key_hash=key_hash(key), key_prefix=key[:8], campaign_id=campaign_id,
-                      publisher_id=publisher_id)
+                      publisher_id=publisher_id, postback_secret=message.new_secret())
     session.add(row)
     return edit_key(session, row, **{"ttl": 60, **settings}), key
 
@@ -297,7 +299,10 @@ def find_key(session: Session, ref: str) -> PostbackKey:
     return found[0]
 
 
-def edit_key(session: Session, key: PostbackKey, **settings: Any) -> PostbackKey:
+def edit_key(session: Session, key: PostbackKey, new_postback_secret: bool = False,
+             **settings: Any) -> PostbackKey:
+    """Change the settings given; new_postback_secret replaces the secret that
+    signs postbacks (pending ones too) with key.postback_secret, to show once."""
     unknown = set(settings) - set(KEY_SETTINGS)
     if unknown:
         raise Invalid("invalid_key_setting", f"unknown settings: {', '.join(sorted(unknown))}")
@@ -316,6 +321,15 @@ def edit_key(session: Session, key: PostbackKey, **settings: Any) -> PostbackKey
         raise Invalid("invalid_key_setting", "a rate limit is at least 1 ping a second")
     if "inbound_number" in settings:
         settings["inbound_number"] = settings["inbound_number"] or None
+    if settings.get("postback_url"):
+        try:
+            message.check_template(settings["postback_url"])
+        except ValueError as error:
+            raise Invalid("invalid_postback_url", str(error)) from None
+    if "postback_url" in settings:
+        settings["postback_url"] = settings["postback_url"] or None
+    if new_postback_secret:
+        key.postback_secret = message.new_secret()
     for name, value in settings.items():
         setattr(key, name, value)
     session.flush()

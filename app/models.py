@@ -90,6 +90,9 @@ class PostbackKey(Base):
     rate_limit: Mapped[int | None]
     require_caller_number: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
+    postback_url: Mapped[str | None] = mapped_column(String(2048))
+    # Signs postbacks; read only by the postback worker and `key edit`.
+    postback_secret: Mapped[str | None] = mapped_column(String(64), deferred=True)
 
 
 class Reservation(Base):
@@ -134,6 +137,21 @@ class Call(Base):
     token: Mapped[str] = mapped_column(String(32), deferred=True)
     open_call_id: Mapped[str | None] = mapped_column(String(255), Computed(
         "IF(ended_at IS NULL, call_id, NULL)", persisted=True))
+
+
+class Postback(Base):
+    """A call's end to post to its key's postback URL; queued by schema.sql's trigger."""
+
+    __tablename__ = "postbacks"
+    id: Mapped[intpk]
+    call_row_id: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[int] = mapped_column(ForeignKey("postback_keys.id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP(3)")
+    next_attempt_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP(3)")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(255))
 
 
 class Carrier(Base):

@@ -68,6 +68,26 @@ class PingLimits:
 
 
 @dataclass(frozen=True)
+class PostbackTimes:
+    """How the postback worker sends and retries; the defaults are RTB_POSTBACK_*'s."""
+
+    # The whole of one request: connecting, sending, the answer's status line.
+    timeout_seconds: int = 10
+    # The wait after a first failure; it doubles with each failure, up to an hour.
+    retry_seconds: int = 30
+    # How long after the call's end a postback is retried before it is given up.
+    give_up_seconds: int = 86400
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> PostbackTimes:
+        return cls(
+            timeout_seconds=_count(env, "RTB_POSTBACK_TIMEOUT", cls.timeout_seconds),
+            retry_seconds=_count(env, "RTB_POSTBACK_RETRY_SECONDS", cls.retry_seconds),
+            give_up_seconds=_count(env, "RTB_POSTBACK_GIVE_UP_SECONDS", cls.give_up_seconds),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     http_host: str
     http_port: int
@@ -100,6 +120,7 @@ class Settings:
     redis_url_override: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    postbacks: PostbackTimes = PostbackTimes()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -148,6 +169,7 @@ class Settings:
             redis_url_override=env.get("RTB_REDIS_URL") or None,
             metrics_host=_address(env, "RTB_METRICS_HOST", "127.0.0.1"),
             metrics_port=_port(env, "RTB_METRICS_PORT", 9464),
+            postbacks=PostbackTimes.from_env(env),
         )
 
     @property

@@ -16,7 +16,10 @@ from sqlalchemy import select, text
 
 from app import admin
 from app.models import Number
+from app.settings import Settings
+from app.stack.postbacks import PostbackWorker
 from tests.polling import eventually
+from tests.postback_receiver import Receiver
 from tests.private_stack import PrivateStack
 from tests.procedures import call_event, claim
 from tests.sip import dial
@@ -294,3 +297,33 @@ def test_an_end_recorded_before_its_answer_uses_the_reservation_up(stack):
     assert stack.rows("SELECT c.final_status, c.talk_seconds, c.converted, r.status FROM calls c "
                       "JOIN reservations r ON r.id = c.reservation_id WHERE r.uuid = :u",
                       u=uuid) == [(200, 40, True, "completed")]
+
+
+def test_the_postback_worker_outlives_a_database_outage_and_delivers_after_it(stack):
+    """`make run` stops everything when a part dies: the worker must not die with the database."""
+    receiver = Receiver().start()
+    env = {**os.environ, **stack.env, "RTB_POSTBACK_RETRY_SECONDS": "1"}
+    worker = PostbackWorker(Settings.from_env(env))
+    worker.service.env = env
+    worker.start()
+    try:
+        m = stack.market([{"sip_uri": "sip:buyer@127.0.0.1:9"}])
+        with stack.sessions() as db:
+            admin.edit_key(db, admin.find_key(db, str(m.key_id)),
+                           postback_url=receiver.url + "/cv?u={uuid}")
+            db.commit()
+        stack.database.stop()
+        assert eventually(lambda: "database:" in worker.service.log_file.read_text(), 20)
+        stack.database.start()
+        uuid = stack.ping(m.key)[1]["rtb"]["uuid"]
+        engine = stack.sessions.kw["bind"]
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+            call = claim(db, uuid, m.publisher_id, uuid)
+            ended = db.scalar(text("SELECT UNIX_TIMESTAMP(NOW(6))"))
+            call_event(db, call, "answered", 200, at=ended - 90)
+            call_event(db, call, "ended", at=ended)
+        assert eventually(lambda: [r.fields["uuid"] for r in receiver.received] == [uuid], 30)
+        assert worker.service.alive()
+    finally:
+        worker.stop()
+        receiver.stop()

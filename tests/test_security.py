@@ -21,7 +21,7 @@ from app.stack.kamailio import SECRETS, run_dir
 from tests.rtbctl import run_json
 
 APP_TABLES = ["publishers", "postback_keys", "subscriber", "address", "targets", "campaigns",
-              "carriers", "numbers", "reservations", "calls", "pings"]
+              "carriers", "numbers", "reservations", "calls", "pings", "postbacks"]
 
 
 def rpc_status(settings, source_ip: str, port: int | None = None, secret: str | None = None,
@@ -106,6 +106,7 @@ def test_the_private_mariadb_has_no_root_over_the_network(database, settings):
     "UPDATE calls SET ended_at = ended_at",
     *(f"DELETE FROM {table}" for table in APP_TABLES),
     "SELECT key_hash FROM postback_keys", "SELECT name FROM publishers",
+    "SELECT postback_secret FROM postback_keys",
 ])
 def test_kamailios_database_user_may_not_touch_what_it_does_not_need(database, statement):
     engine = create_engine(database.url("kamailio"))

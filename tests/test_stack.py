@@ -84,9 +84,15 @@ def test_every_log_in_the_state_folder_is_for_its_owner_alone(second):
     rtbctl("publisher", "add", "log-mode-publisher")
     logs = list(Path(env["RTB_VAR_DIR"]).rglob("*.log"))
     assert {log.name for log in logs} >= {"mariadb.log", "redis.log", "kamailio.log",
-                                          "gunicorn.log", "access.log"}, logs
+                                          "gunicorn.log", "access.log", "postbacks.log"}, logs
     for log in logs:
         assert stat.S_IMODE(log.stat().st_mode) & 0o037 == 0, (log, oct(log.stat().st_mode))
+
+
+def test_up_starts_the_postback_worker_outside_gunicorn(second):
+    state = Path(second[0]["RTB_VAR_DIR"]) / "postbacks"
+    os.kill(int((state / "postbacks.pid").read_text()), 0)
+    assert "postback worker started" in (state / "postbacks.log").read_text()
 
 
 def test_gunicorn_refuses_a_body_over_64_kib_with_json(second):

@@ -94,4 +94,4 @@ def run() -> None:
         sys.exit(1)
 
 
-from app.cli import db, gateways, market, operators, reports, usage  # noqa: E402,F401  (they register their commands on main)
+from app.cli import db, gateways, market, operators, postbacks, reports, usage  # noqa: E402,F401  (they register their commands on main)

@@ -104,7 +104,7 @@ def key_json(k: PostbackKey) -> dict[str, Any]:
             "publisher_id": k.publisher_id, "ttl": k.ttl_seconds,
             "inbound_number": k.inbound_number, "auto_confirm": k.auto_confirm,
             "duplicate_scope": k.duplicate_scope, "rate_limit": k.rate_limit,
-            "require_caller_number": k.require_caller_number}
+            "require_caller_number": k.require_caller_number, "postback_url": k.postback_url}
 
 
 @main.group()
@@ -245,6 +245,9 @@ def key_options(command):
                      help="Pings a second, e.g. 10/s; none for RTB_DEFAULT_RATE_LIMIT."),
         click.option("--require-caller-number/--allow-no-caller-number", default=None,
                      help="Answer pings without caller_number with 422."),
+        click.option("--postback-url", metavar="TEMPLATE",
+                     help="Post each call's end here, e.g. https://p.example/cv?id={uuid}&paid={payout};"
+                          " '' none."),
     )(command)
 
 
@@ -266,21 +269,28 @@ def key() -> None:
 @click.pass_obj
 def key_add(obj: Context, campaign_id: int, publisher_id: int, as_json: bool,
             **options: Any) -> None:
-    """Make a key; it is shown this once and stored only as a hash."""
+    """Make a key; it is shown this once and stored only as a hash. So is the
+    secret that signs its postbacks shown once."""
     row, plain = obj.apply(admin.add_key, campaign_id, publisher_id, **_key_settings(options))
-    emit({"key": plain, **key_json(row)}, as_json)
+    emit({"key": plain, "postback_secret": row.postback_secret, **key_json(row)}, as_json)
 
 
 @key.command("edit")
 @click.argument("key_ref", metavar="KEY_PREFIX_OR_ID")
 @key_options
+@click.option("--new-postback-secret", is_flag=True,
+              help="Sign postbacks with a new secret from now on; it is shown this once.")
 @json_option
 @click.pass_obj
-def key_edit(obj: Context, key_ref: str, as_json: bool, **options: Any) -> None:
+def key_edit(obj: Context, key_ref: str, new_postback_secret: bool, as_json: bool,
+             **options: Any) -> None:
     """Change the settings given; the others stay."""
     def change(db):
-        return admin.edit_key(db, admin.find_key(db, key_ref), **_key_settings(options))
-    emit(key_json(obj.apply(change)), as_json)
+        return admin.edit_key(db, admin.find_key(db, key_ref), new_postback_secret,
+                              **_key_settings(options))
+    row = obj.apply(change)
+    shown = {"postback_secret": row.postback_secret} if new_postback_secret else {}
+    emit({**key_json(row), **shown}, as_json)
 
 
 @main.group()

@@ -18,6 +18,7 @@ from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB, upgrade_schema
 from app.stack.metrics import MetricsExporter
+from app.stack.postbacks import PostbackWorker
 from app.stack.process import StartError
 from app.stack.redis import redis_parts
 
@@ -25,7 +26,7 @@ from app.stack.redis import redis_parts
 def parts(settings: Settings) -> list:
     database = [PrivateMariaDB(settings)] if settings.private_database else []
     return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings),
-            MetricsExporter(settings)]
+            MetricsExporter(settings), PostbackWorker(settings)]
 
 
 def up(settings: Settings) -> list:
@@ -66,6 +67,7 @@ Set up a buyer and a publisher, then ping:
 
 Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip} from
 127.0.0.2, e.g. with a SIPp scenario that follows Record-Route (README: "A first call").
+Call ends are posted to keys' postback URLs by the postback worker (README: "Conversion postbacks").
 Logs: {settings.var_dir}/*/*.log
 """
 

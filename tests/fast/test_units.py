@@ -84,6 +84,8 @@ def test_the_sip_domain_is_lowercased_and_is_the_realm_by_default():
     ("RTB_METRICS_PORT", "0"), ("RTB_METRICS_HOST", "metrics.example.com"),
     # Metrics are never served on the publishers' port.
     ("RTB_METRICS_PORT", "8080"),
+    ("RTB_POSTBACK_TIMEOUT", "0"), ("RTB_POSTBACK_RETRY_SECONDS", "soon"),
+    ("RTB_POSTBACK_GIVE_UP_SECONDS", "-1"),
 ])
 def test_a_bad_setting_names_its_variable(name, value):
     with pytest.raises(SettingsError, match=name):

@@ -1,0 +1,5 @@
+import sys
+
+from app.postbacks.worker import main
+
+sys.exit(main())
