@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import notifier, targeting
+from app import bid_templates, notifier, targeting
+from app.bid_answers import FIELDS
 from app.credentials import ha1, key_hash, new_postback_key
 from app.domain_errors import Conflict, Invalid, NotFound
 from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
@@ -180,10 +181,16 @@ def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
     return rules
 
 
-def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal,
-               min_seconds: int, **rules: Any) -> Target:
+def add_target(session: Session, campaign_id: int, sip_uri: str | None = None,
+               payout: Decimal | None = None, min_seconds: int | None = None,
+               **rules: Any) -> Target:
+    """A target with a sip_uri and a payout, or a pass-through target with a bid_url."""
     _get(session, Campaign, campaign_id)
-    row = Target(campaign_id=campaign_id, enabled=True)
+    if (sip_uri is None) == (rules.get("bid_url") is None) or min_seconds is None:
+        raise Invalid("invalid_target", "a target has --sip-uri or --bid-url, and --min-seconds")
+    if sip_uri is not None and payout is None:
+        raise Invalid("invalid_target", "a target with a SIP URI has a --payout")
+    row = Target(campaign_id=campaign_id, enabled=True, payout=Decimal(0))
     session.add(row)
     return edit_target(session, row, sip_uri=sip_uri, payout=payout, min_seconds=min_seconds,
                        **rules)
@@ -191,23 +198,90 @@ def add_target(session: Session, campaign_id: int, sip_uri: str, payout: Decimal
 
 def edit_target(session: Session, target: Target | int, sip_uri: str | None = None,
                 payout: Decimal | None = None, min_seconds: int | None = None,
-                tag_changes: dict[str, list[str]] | None = None, **rules: Any) -> Target:
+                tag_changes: dict[str, list[str]] | None = None,
+                field_changes: dict[str, str] | None = None, **rules: Any) -> Target:
     """Change what is given; caps and rules apply from the next ping or confirm.
 
     tag_changes edits the tag rules one name at a time: a name with values
-    replaces its rule, a name with none drops it, the others stay.
+    replaces its rule, a name with none drops it, the others stay; so does
+    field_changes the paths a pass-through target's answer is read at. A
+    SIP URI makes a pass-through target a plain one, a bid URL the reverse.
     """
     row = target if isinstance(target, Target) else _get(session, Target, target)
     if tag_changes is not None:
         rules["tag_rules"] = _changed_tags(row.tag_rules, tag_changes)
+    if field_changes is not None:
+        rules["bid_fields"] = _changed_fields(row.bid_fields, field_changes)
     if sip_uri is not None:
-        row.sip_uri = _sip_uri(sip_uri)
+        row.sip_uri, row.bid_url = _sip_uri(sip_uri), None
+    if rules.get("bid_url") is not None:
+        row.sip_uri = None
     if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
         raise Invalid("invalid_target", "payout and minimum seconds may not be negative")
     row.payout = row.payout if payout is None else payout
     row.min_seconds = row.min_seconds if min_seconds is None else min_seconds
-    for name, value in _check_rules(rules).items():
+    bid = _check_bid(rules)
+    for name, value in {**_check_rules(rules), **bid}.items():
         setattr(row, name, value)
+    session.flush()
+    return row
+
+
+BID_SETTINGS = ("bid_url", "bid_method", "bid_timeout_ms", "bid_body", "bid_headers", "max_bid",
+                "bid_fields")
+
+
+def _check_bid(rules: dict[str, Any]) -> dict[str, Any]:
+    """Validate (and take out of rules) a pass-through target's settings."""
+    found = {name: rules.pop(name) for name in BID_SETTINGS if name in rules}
+    try:
+        if found.get("bid_url") is not None:
+            if len(found["bid_url"]) > 2048:
+                raise ValueError("a bid URL has at most 2048 characters")
+            bid_templates.check_template(found["bid_url"])
+            bid_templates.check_url(found["bid_url"])
+        if found.get("bid_body"):
+            bid_templates.check_template(found["bid_body"])
+        if "bid_headers" in found:
+            found["bid_headers"] = [": ".join(bid_templates.check_header(h))
+                                    for h in found["bid_headers"] or [] if h] or None
+    except ValueError as error:
+        raise Invalid("invalid_target", str(error)) from None
+    if "bid_body" in found:
+        found["bid_body"] = found["bid_body"] or None
+    if found.get("bid_method", "POST").upper() not in ("GET", "POST"):
+        raise Invalid("invalid_target", "the bid method is GET or POST")
+    if "bid_method" in found:
+        found["bid_method"] = found["bid_method"].upper()
+    if not 1 <= found.get("bid_timeout_ms", 1) <= 60000:
+        raise Invalid("invalid_target", "the bid timeout is 1 to 60000 milliseconds")
+    if found.get("max_bid") is not None and found["max_bid"] <= 0:
+        raise Invalid("invalid_target", "the maximum bid is above zero")
+    return found
+
+
+def _changed_fields(current: dict[str, str] | None, changes: dict[str, str]) -> dict[str, str] | None:
+    unknown = set(changes) - set(FIELDS)
+    if unknown:
+        raise Invalid("invalid_target", f"bid fields are {', '.join(FIELDS)}, not {', '.join(unknown)}")
+    fields = {**(current or {}), **changes}
+    return {name: path for name, path in fields.items() if path} or None
+
+
+def set_margin(session: Session, campaign_id: int, margin: str, min_margin: Decimal | None = None,
+               allow_loss: bool = False) -> Campaign:
+    """What the campaign keeps of a live bid: '20%' of it or '1.50', at least min_margin."""
+    row = _get(session, Campaign, campaign_id)
+    try:
+        value = Decimal(margin.strip().rstrip("%"))
+    except ArithmeticError:
+        raise Invalid("invalid_margin", f"{margin!r} is not like 20% or 1.50") from None
+    percent = margin.strip().endswith("%")
+    if value < 0 or (percent and value >= 100) or not value.is_finite() or (
+            min_margin is not None and min_margin < 0):
+        raise Invalid("invalid_margin", "a margin is 0 to 99.99%, or an amount of 0 or more")
+    row.margin_percent, row.margin_amount = (value, None) if percent else (None, value)
+    row.min_margin, row.allow_loss = min_margin or Decimal(0), allow_loss
     session.flush()
     return row
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
-from app.models import PostbackKey, Target
+from app.models import Campaign, PostbackKey, Target
 from app.reservations import digest_of, unknown_key
 
 _VERSION = text("SELECT version FROM ping_cache_version WHERE id = 1")
@@ -58,12 +58,16 @@ class PingCache:
         return found
 
     def targets(self, session: Session, campaign_id: int) -> list[Row]:
-        """The campaign's enabled targets, as plain rows: bidding only reads them."""
+        """The campaign's enabled targets, as plain rows (bidding only reads
+        them), each with the campaign's margin on live bids."""
         found = self._targets.get(campaign_id) if self.version is not None else None
         if found is None:
             self._fresh(session)
             table = Target.__table__
-            found = session.execute(select(table).where(
-                table.c.campaign_id == campaign_id, table.c.enabled.is_(True))).all()
+            found = session.execute(
+                select(table, Campaign.margin_percent, Campaign.margin_amount,
+                       Campaign.min_margin, Campaign.allow_loss)
+                .join(Campaign, Campaign.id == table.c.campaign_id)
+                .where(table.c.campaign_id == campaign_id, table.c.enabled.is_(True))).all()
             self._targets[campaign_id] = found
         return found

@@ -55,6 +55,8 @@ class PingLimits:
     rate_limit: int = 100
     # Pool numbers the live reservations of one key may hold at once.
     held_numbers: int = 10
+    # Milliseconds from a ping's start until its pass-through targets' bids are in.
+    bid_deadline_ms: int = 500
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> PingLimits:
@@ -64,6 +66,7 @@ class PingLimits:
             tag_value_chars=_count(env, "RTB_MAX_TAG_VALUE", cls.tag_value_chars),
             rate_limit=_count(env, "RTB_DEFAULT_RATE_LIMIT", cls.rate_limit),
             held_numbers=_count(env, "RTB_MAX_HELD_NUMBERS", cls.held_numbers),
+            bid_deadline_ms=_count(env, "RTB_BID_DEADLINE_MS", cls.bid_deadline_ms),
         )
 
 
