@@ -44,8 +44,6 @@ def with_room(session: Session, targets: list[Any]) -> list[Any]:
     if not capped:
         return targets
     room = set(session.scalars(_ROOM, {"ids": capped}))
-    # The read's transaction ends here: no connection is held while buyers think.
-    session.commit()
     return [t for t in targets if t.id not in capped or t.id in room]
 
 
@@ -57,6 +55,8 @@ def bid(session: Session, bidder: Bidder, ranked: list[Any], facts: PingFacts, s
     if not buyers:
         return ranked, None, []
     buyers = with_room(session, buyers)
+    # No transaction (and no pooled connection) is held while buyers think.
+    session.commit()
     fresh = [t for t in buyers if t.id not in asked]
     for answer in bidder.ask(fresh, facts, seconds):
         asked[answer.target_id] = answer

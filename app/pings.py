@@ -43,7 +43,7 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
     """Reserve (and, for auto-confirm keys, confirm) and log the ping: one call, then commit."""
     asked: dict[int, Answer] = {}
     for _ in range(STALE_TRIES):
-        key, targets = cache.lookup(session, raw_key)
+        key, targets, version = cache.lookup(session, raw_key)
         try:
             check_tags(tags, limits)
             caller, error = reservations.normalise_caller(caller_number, key), None
@@ -59,7 +59,7 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
             left = limits.bid_deadline_ms / 1000 - (time.perf_counter() - started)
             ranked, reason, answers = auction.bid(session, bidder, ranked, facts, left, asked)
         row = session.execute(_PING, {
-            "key": key.id, "version": cache.version, "uuid": uuid,
+            "key": key.id, "version": version, "uuid": uuid,
             "caller": caller, "tags": json.dumps(tags),
             "candidates": ",".join(str(t.id) for t in ranked), "reason": reason,
             "error": error and error.code, "rate": limits.rate_limit,

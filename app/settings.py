@@ -101,6 +101,9 @@ class Settings:
     rpc_timeout_ms: int = 500
     redis_port: int = 6380
     redis_url_override: str | None = None
+    # Threads per gunicorn worker (gthread): a ping waits on its buyers' bids
+    # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
+    http_threads: int = 16
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -144,6 +147,7 @@ class Settings:
             # topos's records: the private Redis on this port, or the operator's.
             redis_port=_port(env, "RTB_REDIS_PORT", 6380),
             redis_url_override=env.get("RTB_REDIS_URL") or None,
+            http_threads=_count(env, "RTB_HTTP_THREADS", 16),
         )
 
     @property

@@ -66,6 +66,8 @@ class HttpBuyers:
 
     def stop(self) -> None:
         async def close():
+            # Connections cancelled before they ran would each log their cancellation.
+            self._loop.set_exception_handler(lambda loop, context: None)
             self._server.close()
             serving = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in serving:
@@ -82,7 +84,12 @@ class HttpBuyers:
             while request := await _read(reader):
                 self.received.append(request)
                 name = request.target.split("?")[0].lstrip("/")
-                await self._answer(writer, self.behaviours.get(name, Behaviour(status=404)))
+                behaviour = self.behaviours.get(name, Behaviour(status=404))
+                if behaviour.never:
+                    # Until the asker hangs up: a buyer that never answers holds nothing after.
+                    await reader.read()
+                    return
+                await self._answer(writer, behaviour)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             # Stopping cancels the connections that wait: they end quietly.
             pass
@@ -90,8 +97,6 @@ class HttpBuyers:
             writer.close()
 
     async def _answer(self, writer: asyncio.StreamWriter, b: Behaviour) -> None:
-        if b.never:
-            await asyncio.sleep(3600)
         await asyncio.sleep(b.delay)
         body = b.body if isinstance(b.body, bytes) else json.dumps(b.body).encode()
         head = {"Content-Length": str(len(body)), "Content-Type": "application/json", **b.headers}
