@@ -243,3 +243,11 @@ def test_a_buyer_s_seconds_field_sets_the_reservation_s_seconds(client, market, 
     m = market(targets=[passing(buyer(body={**ringba(9), "duration": 120}),
                                 field_changes={"seconds": "duration"})])
     assert ping(client, m.key)["retreaver_seconds"] == 120
+
+
+def test_an_auto_confirm_key_confirms_the_winning_bid_at_its_payout(client, market, buyer, sessions):
+    m = market(targets=[passing(buyer(body=ringba(11))), {"sip_uri": SIP, "payout": "3"}],
+               auto_confirm=True)
+    rtb = ping(client, m.key)
+    assert (rtb["status"], rtb["retreaver_payout"]) == ("confirmed", 11.0)
+    assert reservation(sessions, rtb["uuid"]).target_id == m.target_ids[0]
