@@ -20,6 +20,9 @@ FIELDS = ("amount", "destination", "seconds", "id", "expires")
 DEFAULT_PATHS = {"amount": ["bidAmount"], "destination": ["sipAddress", "phoneNumber"],
                  "seconds": [], "id": ["bidId"], "expires": ["expireInSeconds"]}
 CENT = Decimal("0.01")
+# What the columns hold (DECIMAL(10, 2), INT UNSIGNED); an expiry past a day
+# outlives any key's TTL, which ends the reservation first.
+MOST_MONEY, MOST_SECONDS, MOST_EXPIRY = Decimal("99999999.99"), 86400, 86400
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,14 @@ def read(target_id: int, status: int, body: bytes, ms: float, fields: dict[str, 
         return fail(f"http_{status}")
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return fail("not_json")
     paths = paths_of(fields)
     raw = _first(document, paths["amount"])
     if raw in (None, "", 0, False):
         return Answer(target_id, "no_bid", ms)
     amount = _number(raw)
-    if amount is None:
+    if amount is None or amount > MOST_MONEY:
         return fail("bad_amount")
     if amount <= 0:
         return Answer(target_id, "no_bid", ms)
@@ -126,12 +129,13 @@ def read(target_id: int, status: int, body: bytes, ms: float, fields: dict[str, 
     bid_id = _first(document, paths["id"])
     found = {"amount": amount, "bid_id": None if bid_id is None else str(bid_id)[:255]}
     seconds, expires = (_number(_first(document, paths[n])) for n in ("seconds", "expires"))
-    if _first(document, paths["seconds"]) is not None and (seconds is None or seconds < 0):
+    if _first(document, paths["seconds"]) is not None and (
+            seconds is None or not 0 <= seconds <= MOST_SECONDS):
         return fail("bad_seconds", **found)
     if expires is not None and expires <= 0:
         return fail("expired", **found)
     found |= {"seconds": None if seconds is None else int(seconds),
-              "expires_in": None if expires is None else int(expires)}
+              "expires_in": None if expires is None else int(min(expires, MOST_EXPIRY))}
     destination = _first(document, paths["destination"])
     if not isinstance(destination, str) or not destination.strip():
         return fail("no_destination", **found)

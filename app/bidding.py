@@ -12,6 +12,7 @@ request threads, did not.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,8 @@ from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
 from app import bid_answers, bid_templates
 from app.bid_answers import Answer
 from app.bid_templates import PingFacts
+
+log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024
 # Buyers asked at once by one worker process; each thread mostly waits on a socket.
@@ -67,7 +70,11 @@ class Bidder:
         ms = _ms(started)
         answers = []
         for target, future in zip(targets, asking):
-            if future in done:
+            if future in done and future.exception() is not None:
+                # Whatever one buyer's answer did, it costs that buyer alone.
+                log.error("asking target %s failed", target.id, exc_info=future.exception())
+                answers.append(Answer(target.id, "error", ms, "failed"))
+            elif future in done:
                 answers.append(future.result())
             else:
                 future.cancel()

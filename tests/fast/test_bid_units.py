@@ -17,6 +17,7 @@ FACTS = PingFacts("0b8e6f0c-8d7e-4a57-9d1e-2f3a4b5c6d7e", "+12125550123", "NY", 
 
 
 def answer(body, status=200, fields=None, max_bid=None, margin=NO_MARGIN):
+    fields = fields or {"seconds": "seconds"}
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return read(9, status, raw, 12.5, fields, max_bid).priced(margin)
 
@@ -39,6 +40,9 @@ def test_a_ringba_answer_is_a_bid_with_its_id_destination_and_expiry():
     ({"bidAmount": 5, "phoneNumber": "+1 212 555 0199"}, "error", "number_needs_gateway"),
     ({"bidAmount": 5, "sipAddress": "sip:a@b", "expireInSeconds": 0}, "error", "expired"),
     (b"<html>no</html>", "error", "not_json"),
+    (b"[" * 50000 + b"]" * 50000, "error", "not_json"),
+    ({"bidAmount": "1e999999", "sipAddress": "sip:a@b"}, "error", "bad_amount"),
+    ({"bidAmount": 5, "sipAddress": "sip:a@b", "seconds": 10**12}, "error", "bad_seconds"),
 ])
 def test_an_answer_that_is_not_a_usable_bid_says_why(body, outcome, reason):
     found = answer(body)
@@ -125,3 +129,7 @@ def test_the_default_body_carries_the_ping_and_every_tag():
 def test_bad_templates_urls_and_headers_are_refused(check, value):
     with pytest.raises(ValueError):
         check(value)
+
+
+def test_a_far_expiry_is_kept_to_a_day():
+    assert answer({"bidAmount": 5, "sipAddress": "sip:a@b", "expireInSeconds": 10**12}).expires_in == 86400
