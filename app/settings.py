@@ -103,7 +103,7 @@ class Settings:
     redis_url_override: str | None = None
     # Threads per gunicorn worker (gthread): a ping waits on its buyers' bids
     # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
-    http_threads: int = 16
+    http_threads: int = 8
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -115,7 +115,7 @@ class Settings:
         return cls(
             http_host=_address(env, "RTB_HTTP_HOST", "127.0.0.1"),
             http_port=_port(env, "RTB_HTTP_PORT", 8080),
-            http_workers=_count(env, "RTB_HTTP_WORKERS", 4),
+            http_workers=_count(env, "RTB_HTTP_WORKERS", 8),
             sip_addr=sip_addr,
             sip_port=_port(env, "RTB_SIP_PORT", 5060),
             sip_domain=sip_domain,
@@ -147,7 +147,7 @@ class Settings:
             # topos's records: the private Redis on this port, or the operator's.
             redis_port=_port(env, "RTB_REDIS_PORT", 6380),
             redis_url_override=env.get("RTB_REDIS_URL") or None,
-            http_threads=_count(env, "RTB_HTTP_THREADS", 16),
+            http_threads=_count(env, "RTB_HTTP_THREADS", 8),
         )
 
     @property
