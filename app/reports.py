@@ -99,10 +99,13 @@ def _figures(since: datetime, by: str | None) -> list[Select]:
     ]
 
 
-def bids(session: Session, uuid: str) -> list[dict[str, Any]]:
-    """What each pass-through target answered the ping that made reservation uuid."""
-    rows = session.scalars(select(Bid).where(Bid.uuid == uuid.lower()).order_by(Bid.target_id))
-    return [{"target_id": b.target_id, "outcome": b.outcome, "reason": b.reason,
+def bids(session: Session, reservation: Reservation) -> list[dict[str, Any]]:
+    """What each pass-through target answered the ping that made the reservation;
+    `won` marks the bid it holds now (its target's, if that bid may take the call)."""
+    rows = session.scalars(select(Bid).where(Bid.uuid == reservation.uuid).order_by(Bid.target_id))
+    return [{"target_id": b.target_id,
+             "won": b.target_id == reservation.target_id and b.payout is not None,
+             "outcome": b.outcome, "reason": b.reason,
              "ms": float(b.duration_ms), "amount": _money(b.amount), "payout": _money(b.payout),
              "seconds": b.min_seconds, "bid_id": b.bid_id, "destination": b.destination,
              "expires_at": b.expires_at} for b in rows]

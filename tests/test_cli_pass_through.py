@@ -70,9 +70,9 @@ def test_reservation_show_prints_each_buyer_s_answer_and_pings_counts_them_per_t
     uuids = [client.post("/rtbs.json", data={"key": m.key}).get_json()["rtb"]["uuid"]
              for _ in range(2)]
     shown = run_json(env, "reservation", "show", uuids[0])
-    assert [(b["target_id"], b["outcome"], b["reason"], b["amount"], b["bid_id"])
-            for b in shown["bids"]] == [(m.target_ids[0], "bid", None, 7.0, "x1"),
-                                        (m.target_ids[1], "error", "not_json", None, None)]
+    assert [(b["target_id"], b["won"], b["outcome"], b["reason"], b["amount"], b["bid_id"])
+            for b in shown["bids"]] == [(m.target_ids[0], True, "bid", None, 7.0, "x1"),
+                                        (m.target_ids[1], False, "error", "not_json", None, None)]
     counted = run_json(env, "pings", "--bids", "--key", str(m.key_id))
     assert [(c["target_id"], c["outcome"], c["reason"], c["answers"]) for c in counted] == [
         (m.target_ids[0], "bid", None, 2), (m.target_ids[1], "error", "not_json", 2)]

@@ -55,8 +55,8 @@ def reservation() -> None:
 def reservation_show(obj: Context, uuid: str, as_json: bool) -> None:
     """A reservation, its calls, and what each pass-through target bid for it."""
     with obj.session() as db:
-        found = reservation_json(reports.reservation(db, uuid))
-        emit({**found, "bids": reports.bids(db, found["uuid"])}, as_json)
+        found = reports.reservation(db, uuid)
+        emit({**reservation_json(found), "bids": reports.bids(db, found)}, as_json)
 
 
 @main.command("reservations")
