@@ -30,6 +30,9 @@ SELECT t.id FROM targets t JOIN target_usage u ON u.target_id = t.id
    AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)""").bindparams(
     bindparam("ids", expanding=True))
 CAPS = ("concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap")
+# rtb_ping_once counts the ping in this window, under the row's lock, and decides.
+_SPENT = text("SELECT pings >= :limit FROM key_rate_windows"
+              " WHERE key_id = :key AND window_start = UNIX_TIMESTAMP()")
 
 
 def margin_of(target: Any) -> Margin:
@@ -48,13 +51,16 @@ def with_room(session: Session, targets: list[Any]) -> list[Any]:
 
 
 def bid(session: Session, bidder: Bidder, ranked: list[Any], facts: PingFacts, seconds: float,
-        asked: dict[int, Answer]) -> tuple[list[Any], str | None, list[Answer]]:
+        asked: dict[int, Answer], key_id: int, rate_limit: int
+        ) -> tuple[list[Any], str | None, list[Answer]]:
     """The candidates best first (a buyer that did not bid dropped), or none and
-    why, and every answer. `asked` keeps answers across a ping's retries."""
+    why, and every answer. `asked` keeps answers across a ping's retries.
+    A key past its rate limit this second asks no buyer: rtb_ping refuses it."""
     buyers = [t for t in ranked if t.bid_url]
     if not buyers:
         return ranked, None, []
-    buyers = with_room(session, buyers)
+    spent = bool(session.scalar(_SPENT, {"key": key_id, "limit": rate_limit}))
+    buyers = [] if spent else with_room(session, buyers)
     # No transaction (and no pooled connection) is held while buyers think.
     session.commit()
     fresh = [t for t in buyers if t.id not in asked]
@@ -65,5 +71,5 @@ def bid(session: Session, bidder: Bidder, ranked: list[Any], facts: PingFacts, s
     payouts = {a.target_id: a.payout for a in answers if a.payout is not None}
     kept = [t for t in ranked if not t.bid_url or t.id in payouts]
     if not kept:
-        return [], "no_bid" if buyers else "capped", answers
+        return [], "no_bid" if buyers or spent else "capped", answers
     return targeting.rank(kept, random, payouts), None, answers

@@ -251,3 +251,12 @@ def test_an_auto_confirm_key_confirms_the_winning_bid_at_its_payout(client, mark
     rtb = ping(client, m.key)
     assert (rtb["status"], rtb["retreaver_payout"]) == ("confirmed", 11.0)
     assert reservation(sessions, rtb["uuid"]).target_id == m.target_ids[0]
+
+
+def test_a_key_past_its_rate_limit_asks_no_buyer(client, market, buyer, http_buyers):
+    url = buyer(body=ringba(5))
+    m = market(targets=[passing(url)], rate_limit=1)
+    answers = [client.post("/rtbs.json", data={"key": m.key}) for _ in range(5)]
+    refused = [a for a in answers if a.status_code == 429]
+    asked = http_buyers.to(url.rsplit("/", 1)[1])
+    assert refused and 1 <= len(asked) <= len(answers) - len(refused)
