@@ -19,6 +19,7 @@ from app import targeting
 from app.bid_answers import Answer, Margin
 from app.bid_templates import PingFacts
 from app.bidding import Bidder
+from app.reservations import DIALABLE
 
 # rtb_ping_once and rtb_confirm_once hold the same test of room, under lock.
 _ROOM = text("""
@@ -30,9 +31,17 @@ SELECT t.id FROM targets t JOIN target_usage u ON u.target_id = t.id
    AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)""").bindparams(
     bindparam("ids", expanding=True))
 CAPS = ("concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap")
-# rtb_ping_once counts the ping in this window, under the row's lock, and decides.
-_SPENT = text("SELECT pings >= :limit FROM key_rate_windows"
-              " WHERE key_id = :key AND window_start = UNIX_TIMESTAMP()")
+# Whether rtb_ping_once will refuse the ping before it looks at targets: the
+# key's rate window spent this second, or (Ping Shield) the caller holding a
+# live reservation in the key's scope. It decides, under its locks; this
+# only spares the buyers a question whose answer could not be used.
+_SETTLED = text("""
+SELECT EXISTS (SELECT 1 FROM key_rate_windows WHERE key_id = :key
+                  AND window_start = UNIX_TIMESTAMP() AND pings >= :limit)
+    OR EXISTS (SELECT 1 FROM caller_reservations c JOIN reservations r ON r.id = c.reservation_id
+                WHERE c.scope = :scope AND c.caller_number = :caller
+                  AND r.status IN :dialable AND r.expires_at > NOW())""").bindparams(
+    bindparam("dialable", expanding=True))
 
 
 def margin_of(target: Any) -> Margin:
@@ -50,16 +59,23 @@ def with_room(session: Session, targets: list[Any]) -> list[Any]:
     return [t for t in targets if t.id not in capped or t.id in room]
 
 
+def settled(session: Session, key: Any, rate_limit: int, caller: str | None) -> bool:
+    """rtb_ping will refuse or shield this ping whatever buyers bid."""
+    scope = f"k{key.id}" if key.duplicate_scope == "key" else f"c{key.campaign_id}"
+    return bool(session.scalar(_SETTLED, {"key": key.id, "limit": rate_limit, "scope": scope,
+                                          "caller": caller or "", "dialable": DIALABLE}))
+
+
 def bid(session: Session, bidder: Bidder, ranked: list[Any], facts: PingFacts, seconds: float,
-        asked: dict[int, Answer], key_id: int, rate_limit: int
+        asked: dict[int, Answer], key: Any, rate_limit: int
         ) -> tuple[list[Any], str | None, list[Answer]]:
     """The candidates best first (a buyer that did not bid dropped), or none and
-    why, and every answer. `asked` keeps answers across a ping's retries.
-    A key past its rate limit this second asks no buyer: rtb_ping refuses it."""
+    why, and every answer. `asked` keeps answers across a ping's retries. A
+    ping rtb_ping will refuse or shield (settled()) asks no buyer."""
     buyers = [t for t in ranked if t.bid_url]
     if not buyers:
         return ranked, None, []
-    spent = bool(session.scalar(_SPENT, {"key": key_id, "limit": rate_limit}))
+    spent = settled(session, key, rate_limit, facts.caller_number)
     buyers = [] if spent else with_room(session, buyers)
     # No transaction (and no pooled connection) is held while buyers think.
     session.commit()

@@ -58,7 +58,7 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
                               key.campaign_id, tags)
             left = limits.bid_deadline_ms / 1000 - (time.perf_counter() - started)
             ranked, reason, answers = auction.bid(session, bidder, ranked, facts, left, asked,
-                                                  key.id, key.rate_limit or limits.rate_limit)
+                                                  key, key.rate_limit or limits.rate_limit)
         row = session.execute(_PING, {
             "key": key.id, "version": version, "uuid": uuid,
             "caller": caller, "tags": json.dumps(tags),

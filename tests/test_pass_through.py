@@ -260,3 +260,13 @@ def test_a_key_past_its_rate_limit_asks_no_buyer(client, market, buyer, http_buy
     refused = [a for a in answers if a.status_code == 429]
     asked = http_buyers.to(url.rsplit("/", 1)[1])
     assert refused and 1 <= len(asked) <= len(answers) - len(refused)
+
+
+def test_a_caller_s_repeat_ping_gets_their_reservation_back_without_asking_again(
+        client, market, buyer, http_buyers):
+    url = buyer(body=ringba(5))
+    m = market(targets=[passing(url)])
+    first = ping(client, m.key, caller_number="3055550142")
+    again = ping(client, m.key, caller_number="3055550142")
+    assert (again["uuid"], again["retreaver_ping_shield"]) == (first["uuid"], True)
+    assert len(http_buyers.to(url.rsplit("/", 1)[1])) == 1
