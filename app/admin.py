@@ -17,8 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import bid_templates, notifier, targeting
-from app.bid_answers import FIELDS
+from app import bid_settings, notifier, targeting
 from app.credentials import ha1, key_hash, new_postback_key
 from app.domain_errors import Conflict, Invalid, NotFound
 from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
@@ -211,7 +210,7 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
     if tag_changes is not None:
         rules["tag_rules"] = _changed_tags(row.tag_rules, tag_changes)
     if field_changes is not None:
-        rules["bid_fields"] = _changed_fields(row.bid_fields, field_changes)
+        rules["bid_fields"] = bid_settings.changed_fields(row.bid_fields, field_changes)
     if sip_uri is not None:
         row.sip_uri, row.bid_url = _sip_uri(sip_uri), None
     if rules.get("bid_url") is not None:
@@ -220,52 +219,11 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
         raise Invalid("invalid_target", "payout and minimum seconds may not be negative")
     row.payout = row.payout if payout is None else payout
     row.min_seconds = row.min_seconds if min_seconds is None else min_seconds
-    bid = _check_bid(rules)
+    bid = bid_settings.check(rules)
     for name, value in {**_check_rules(rules), **bid}.items():
         setattr(row, name, value)
     session.flush()
     return row
-
-
-BID_SETTINGS = ("bid_url", "bid_method", "bid_timeout_ms", "bid_body", "bid_headers", "max_bid",
-                "bid_fields")
-
-
-def _check_bid(rules: dict[str, Any]) -> dict[str, Any]:
-    """Validate (and take out of rules) a pass-through target's settings."""
-    found = {name: rules.pop(name) for name in BID_SETTINGS if name in rules}
-    try:
-        if found.get("bid_url") is not None:
-            if len(found["bid_url"]) > 2048:
-                raise ValueError("a bid URL has at most 2048 characters")
-            bid_templates.check_template(found["bid_url"])
-            bid_templates.check_url(found["bid_url"])
-        if found.get("bid_body"):
-            bid_templates.check_template(found["bid_body"])
-        if "bid_headers" in found:
-            found["bid_headers"] = [": ".join(bid_templates.check_header(h))
-                                    for h in found["bid_headers"] or [] if h] or None
-    except ValueError as error:
-        raise Invalid("invalid_target", str(error)) from None
-    if "bid_body" in found:
-        found["bid_body"] = found["bid_body"] or None
-    if found.get("bid_method", "POST").upper() not in ("GET", "POST"):
-        raise Invalid("invalid_target", "the bid method is GET or POST")
-    if "bid_method" in found:
-        found["bid_method"] = found["bid_method"].upper()
-    if not 1 <= found.get("bid_timeout_ms", 1) <= 60000:
-        raise Invalid("invalid_target", "the bid timeout is 1 to 60000 milliseconds")
-    if found.get("max_bid") is not None and found["max_bid"] <= 0:
-        raise Invalid("invalid_target", "the maximum bid is above zero")
-    return found
-
-
-def _changed_fields(current: dict[str, str] | None, changes: dict[str, str]) -> dict[str, str] | None:
-    unknown = set(changes) - set(FIELDS)
-    if unknown:
-        raise Invalid("invalid_target", f"bid fields are {', '.join(FIELDS)}, not {', '.join(unknown)}")
-    fields = {**(current or {}), **changes}
-    return {name: path for name, path in fields.items() if path} or None
 
 
 def set_margin(session: Session, campaign_id: int, margin: str, min_margin: Decimal | None = None,
