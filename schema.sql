@@ -31,10 +31,17 @@ CREATE TABLE IF NOT EXISTS publishers (
 
 -- fallback_sip_uri takes carriers' calls to the campaign's numbers that
 -- match no reservation (NULL: they are refused with 404).
+-- The margin kept from a live bid (app/bidding.py): margin_percent of it,
+-- or margin_amount, and at least min_margin; the publisher's payout is the
+-- rest. A bid that does not cover the margin takes no call without allow_loss.
 CREATE TABLE IF NOT EXISTS campaigns (
   id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
   name VARCHAR(128) NOT NULL,
   fallback_sip_uri VARCHAR(255) NULL,
+  margin_percent DECIMAL(5, 2) NULL,
+  margin_amount DECIMAL(10, 2) NULL,
+  min_margin DECIMAL(10, 2) NOT NULL DEFAULT 0,
+  allow_loss BOOLEAN NOT NULL DEFAULT FALSE,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
   CONSTRAINT campaigns_name_uq UNIQUE (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -60,7 +67,9 @@ CREATE TABLE IF NOT EXISTS gateways (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- A buyer destination: a SIP URI, or a phone number (E.164) behind a
--- gateway. sip_headers: the headers the buyer's INVITE carries, as
+-- gateway, or (a pass-through target) a bid_url: each ping asks it for a
+-- live bid (app/bidding.py), whose answer names the destination.
+-- sip_headers: the headers the buyer's INVITE carries, as
 -- [["Name", "template"], ...] (app/sip_headers.py). A NULL cap is no cap;
 -- hours NULL is always open; states, zips (prefixes) NULL and tag_rules
 -- NULL match every caller.
@@ -85,7 +94,15 @@ CREATE TABLE IF NOT EXISTS targets (
   states VARCHAR(255) NULL,
   zips VARCHAR(1024) NULL,
   tag_rules JSON NULL,
+  bid_url VARCHAR(2048) NULL,
+  bid_method VARCHAR(4) CHARACTER SET ascii NOT NULL DEFAULT 'POST',
+  bid_timeout_ms INT UNSIGNED NOT NULL DEFAULT 300,
+  bid_body TEXT NULL,
+  bid_headers JSON NULL,
+  max_bid DECIMAL(10, 2) NULL,
+  bid_fields JSON NULL,
   created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+  CONSTRAINT targets_bid_method_ck CHECK (bid_method IN ('GET', 'POST')),
   CONSTRAINT targets_campaign_fk FOREIGN KEY (campaign_id) REFERENCES campaigns (id),
   CONSTRAINT targets_gateway_fk FOREIGN KEY (gateway_id) REFERENCES gateways (id),
   CONSTRAINT targets_one_destination_ck CHECK (sip_uri IS NULL OR number IS NULL),
@@ -250,6 +267,33 @@ CREATE TABLE IF NOT EXISTS key_rate_windows (
   window_start BIGINT NOT NULL,
   pings INT UNSIGNED NOT NULL,
   CONSTRAINT key_rate_windows_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id)
+) ENGINE=InnoDB;
+
+-- What each pass-through target answered a ping, named by the ping's uuid
+-- (its reservation's, when it made one): outcome, reason (of an error or a
+-- bid that takes no call) and milliseconds taken. A bid that may take the
+-- call has a payout (its amount less the campaign's margin): rtb_ping and
+-- rtb_confirm give the reservation its payout, seconds, expiry and
+-- destination when that target is the one chosen.
+CREATE TABLE IF NOT EXISTS bids (
+  uuid CHAR(36) CHARACTER SET ascii NOT NULL,
+  target_id INT UNSIGNED NOT NULL,
+  key_id INT UNSIGNED NOT NULL,
+  created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  outcome VARCHAR(8) CHARACTER SET ascii NOT NULL,
+  reason VARCHAR(32) CHARACTER SET ascii NULL,
+  duration_ms DECIMAL(10, 3) NOT NULL,
+  amount DECIMAL(10, 2) NULL,
+  payout DECIMAL(10, 2) NULL,
+  min_seconds INT UNSIGNED NULL,
+  bid_id VARCHAR(255) NULL,
+  destination VARCHAR(255) NULL,
+  expires_at TIMESTAMP NULL DEFAULT NULL,
+  PRIMARY KEY (uuid, target_id),
+  CONSTRAINT bids_outcome_ck CHECK (outcome IN ('bid', 'no_bid', 'timeout', 'error', 'over_max')),
+  CONSTRAINT bids_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
+  CONSTRAINT bids_key_fk FOREIGN KEY (key_id) REFERENCES postback_keys (id),
+  INDEX bids_key_time_idx (key_id, created_at)
 ) ENGINE=InnoDB;
 
 -- Every ping with a valid key: what it answered and why.
@@ -695,16 +739,22 @@ BEGIN
     SET v_room = NULL;
     SELECT enabled INTO v_room FROM targets WHERE id = v_candidate FOR UPDATE;
     IF v_room THEN
+      -- A pass-through target takes the call only on its live bid, until that expires.
       SELECT (t.concurrency_cap IS NULL OR u.live < t.concurrency_cap)
          AND (t.hourly_cap IS NULL OR u.this_hour < t.hourly_cap)
          AND (t.daily_cap IS NULL OR u.today < t.daily_cap)
          AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)
+         AND (t.bid_url IS NULL OR EXISTS (
+               SELECT 1 FROM bids b WHERE b.uuid = p_uuid AND b.target_id = t.id
+                  AND b.payout IS NOT NULL AND (b.expires_at IS NULL OR b.expires_at > NOW())))
         INTO v_room
         FROM targets t JOIN target_usage u ON u.target_id = t.id WHERE t.id = v_candidate;
     END IF;
     IF v_room THEN
       UPDATE reservations r JOIN targets t ON t.id = v_candidate
-         SET r.target_id = t.id, r.payout = t.payout, r.min_seconds = t.min_seconds,
+        LEFT JOIN bids b ON b.uuid = r.uuid AND b.target_id = t.id AND b.payout IS NOT NULL
+         SET r.target_id = t.id, r.payout = IFNULL(b.payout, t.payout),
+             r.min_seconds = IFNULL(b.min_seconds, t.min_seconds),
              r.confirmed_at = NOW(), r.status = IF(p_claim, 'claimed', 'confirmed')
        WHERE r.id = v_id;
       SET p_result = IF(p_claim, 'claimed', 'confirmed');
@@ -722,8 +772,11 @@ BEGIN
     INSERT INTO calls (reservation_id, target_id, call_id, via, source, token)
       SELECT id, target_id, p_call_id, p_via, p_from, p_token FROM reservations WHERE id = v_id;
     SET p_call = LAST_INSERT_ID();
-    SELECT IFNULL(t.sip_uri, rtb_gateway_uri(t.gateway_id, t.number)) INTO p_destination
-      FROM reservations r JOIN targets t ON t.id = r.target_id WHERE r.id = v_id;
+    SELECT IFNULL(b.destination, IFNULL(t.sip_uri, rtb_gateway_uri(t.gateway_id, t.number)))
+      INTO p_destination
+      FROM reservations r JOIN targets t ON t.id = r.target_id
+      LEFT JOIN bids b ON b.uuid = r.uuid AND b.target_id = t.id AND b.payout IS NOT NULL
+     WHERE r.id = v_id;
   END IF;
   COMMIT;
 END //
@@ -870,6 +923,12 @@ BEGIN
     FOR k IN (SELECT id FROM postback_keys) DO
       REPEAT
         CALL rtb_retain_reservations(k.id, v_cutoff, p_batch, v_rows);
+      UNTIL v_rows < p_batch END REPEAT;
+    END FOR;
+    FOR k IN (SELECT id FROM postback_keys) DO
+      REPEAT
+        DELETE FROM bids WHERE key_id = k.id AND created_at < v_cutoff LIMIT p_batch;
+        SET v_rows = ROW_COUNT();
       UNTIL v_rows < p_batch END REPEAT;
     END FOR;
     -- The counters' rows of periods long over: no cap reads them again.
@@ -1062,12 +1121,14 @@ BEGIN
   END IF;
 END //
 
--- A change to a target or a key moves ping_cache_version (see the table).
+-- A change to a target, a key or a campaign's margin moves ping_cache_version (see the table).
 CREATE OR REPLACE TRIGGER targets_cache_insert AFTER INSERT ON targets FOR EACH ROW
   UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
 CREATE OR REPLACE TRIGGER targets_cache_update AFTER UPDATE ON targets FOR EACH ROW
   UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
 CREATE OR REPLACE TRIGGER targets_cache_delete AFTER DELETE ON targets FOR EACH ROW
+  UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
+CREATE OR REPLACE TRIGGER campaigns_cache_update AFTER UPDATE ON campaigns FOR EACH ROW
   UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
 CREATE OR REPLACE TRIGGER postback_keys_cache_insert AFTER INSERT ON postback_keys FOR EACH ROW
   UPDATE ping_cache_version SET version = version + 1 WHERE id = 1 //
@@ -1080,7 +1141,9 @@ CREATE OR REPLACE TRIGGER postback_keys_cache_delete AFTER DELETE ON postback_ke
 -- out from its cache of keys and targets (made at p_version): the caller's
 -- E.164 number, the tags as JSON, the ids of the targets open to this
 -- caller (hours, geo, tags) best first, or p_reason when its rules left
--- none, or p_error when the ping broke a rule (a tag, the caller number).
+-- none, or p_error when the ping broke a rule (a tag, the caller number),
+-- and p_bids, what the pass-through targets it asked answered (a JSON
+-- array; see rtb_ping_bids).
 -- Here the rest is decided and written: the key's rate window, the
 -- caller's Ping Shield row, the caps, the reservation, its pool number,
 -- auto-confirmation and the ping-log row. One result set answers: outcome
@@ -1094,17 +1157,18 @@ CREATE OR REPLACE PROCEDURE rtb_ping(
   IN p_key INT UNSIGNED, IN p_version BIGINT UNSIGNED, IN p_uuid CHAR(36) CHARACTER SET ascii,
   IN p_caller VARCHAR(16), IN p_tags LONGTEXT, IN p_candidates TEXT, IN p_reason VARCHAR(32),
   IN p_error VARCHAR(32), IN p_default_rate INT UNSIGNED, IN p_most_numbers INT UNSIGNED,
-  IN p_elapsed_ms DECIMAL(10, 3))
+  IN p_elapsed_ms DECIMAL(10, 3), IN p_bids LONGTEXT)
 MODIFIES SQL DATA
 BEGIN
   SET @ping_key = p_key, @ping_version = p_version, @ping_uuid = p_uuid, @ping_caller = p_caller,
       @ping_tags = p_tags, @ping_candidates = p_candidates, @ping_reason = p_reason,
-      @ping_error = p_error, @ping_default_rate = p_default_rate,
+      @ping_error = p_error, @ping_default_rate = p_default_rate, @ping_bids = p_bids,
       @ping_most_numbers = p_most_numbers, @ping_started = SYSDATE(6) - INTERVAL
         ROUND(IFNULL(p_elapsed_ms, 0) * 1000) MICROSECOND;
   CALL rtb_retried('CALL rtb_ping_once(@ping_key, @ping_version, @ping_uuid, @ping_caller,
     @ping_tags, @ping_candidates, @ping_reason, @ping_error, @ping_default_rate,
-    @ping_most_numbers, @ping_started, @ping_outcome, @ping_why, @ping_id, @ping_publisher)');
+    @ping_most_numbers, @ping_started, @ping_bids, @ping_outcome, @ping_why, @ping_id,
+    @ping_publisher)');
   -- An auto-confirm key's reservation is committed, then confirmed like any
   -- other (rtb_confirm locks each candidate target), then logged.
   IF @ping_outcome = 'reserved' AND @ping_publisher IS NOT NULL THEN
@@ -1146,7 +1210,7 @@ CREATE OR REPLACE PROCEDURE rtb_ping_once(
   IN p_key INT UNSIGNED, IN p_version BIGINT UNSIGNED, IN p_uuid CHAR(36) CHARACTER SET ascii,
   IN p_caller VARCHAR(16), IN p_tags LONGTEXT, IN p_candidates TEXT, IN p_reason VARCHAR(32),
   IN p_error VARCHAR(32), IN p_default_rate INT UNSIGNED, IN p_most_numbers INT UNSIGNED,
-  IN p_started DATETIME(6), OUT p_outcome VARCHAR(16), OUT p_why VARCHAR(32),
+  IN p_started DATETIME(6), IN p_bids LONGTEXT, OUT p_outcome VARCHAR(16), OUT p_why VARCHAR(32),
   OUT p_id BIGINT UNSIGNED, OUT p_publisher INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
@@ -1164,6 +1228,7 @@ BEGIN
   DECLARE v_room BOOLEAN;
   DECLARE v_enabled BOOLEAN DEFAULT FALSE;
   DECLARE v_ranked VARCHAR(255) CHARACTER SET ascii DEFAULT '';
+  DECLARE v_expires TIMESTAMP;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
 
   SET p_outcome = NULL, p_why = NULL, p_id = NULL, p_publisher = NULL;
@@ -1203,6 +1268,7 @@ BEGIN
       SET p_outcome = 'error', p_why = 'rate_limited';
       LEAVE ping;
     END IF;
+    CALL rtb_ping_bids(p_uuid, p_key, p_bids);
 
     -- Ping Shield: the caller's row in the key's (or campaign's) scope, locked
     -- until commit. A live reservation is given back to its own publisher only.
@@ -1257,20 +1323,25 @@ BEGIN
       LEAVE ping;
     END IF;
 
+    -- A live bid lends its payout and seconds, and its expiry when that comes first.
     INSERT INTO reservations (uuid, key_id, publisher_id, campaign_id, target_id, caller_number,
                               inbound_number, payout, min_seconds, tags, status, candidates,
                               created_at, expires_at)
-      SELECT p_uuid, p_key, v_publisher, v_campaign, id, p_caller, v_inbound, payout,
-             min_seconds, p_tags, 'reserved', v_ranked, NOW(), NOW() + INTERVAL v_ttl SECOND
-        FROM targets WHERE id = v_best;
+      SELECT p_uuid, p_key, v_publisher, v_campaign, t.id, p_caller, v_inbound,
+             IFNULL(b.payout, t.payout), IFNULL(b.min_seconds, t.min_seconds), p_tags,
+             'reserved', v_ranked, NOW(),
+             LEAST(NOW() + INTERVAL v_ttl SECOND, IFNULL(b.expires_at, NOW() + INTERVAL v_ttl SECOND))
+        FROM targets t
+        LEFT JOIN bids b ON b.uuid = p_uuid AND b.target_id = t.id AND b.payout IS NOT NULL
+       WHERE t.id = v_best;
     SET p_id = LAST_INSERT_ID(), p_outcome = 'reserved';
     IF p_caller IS NOT NULL THEN
       UPDATE caller_reservations SET reservation_id = p_id
        WHERE scope = v_scope AND caller_number = p_caller;
     END IF;
     IF v_inbound IS NULL THEN
-      CALL rtb_ping_number(p_id, p_key, v_campaign, p_caller, NOW() + INTERVAL v_ttl SECOND,
-                           p_most_numbers, v_number);
+      SELECT expires_at INTO v_expires FROM reservations WHERE id = p_id;
+      CALL rtb_ping_number(p_id, p_key, v_campaign, p_caller, v_expires, p_most_numbers, v_number);
       IF v_number IS NOT NULL THEN
         UPDATE reservations SET inbound_number = v_number WHERE id = p_id;
       END IF;
@@ -1285,6 +1356,31 @@ BEGIN
                       IF(p_outcome IN ('reserved', 'duplicate'), p_id, NULL), p_started);
   END IF;
 END //
+
+-- What the pass-through targets asked for ping p_uuid answered, from the
+-- JSON array app/bidding.py makes: objects of target_id, outcome, reason,
+-- ms, amount, payout (set on a bid that may take the call), seconds,
+-- bid_id, destination and expires_in (seconds from now).
+CREATE OR REPLACE PROCEDURE rtb_ping_bids(
+  IN p_uuid CHAR(36) CHARACTER SET ascii, IN p_key INT UNSIGNED, IN p_bids LONGTEXT)
+MODIFIES SQL DATA
+IF p_bids IS NOT NULL THEN
+  INSERT INTO bids (uuid, target_id, key_id, outcome, reason, duration_ms, amount, payout,
+                    min_seconds, bid_id, destination, expires_at)
+    SELECT p_uuid, j.target_id, p_key, j.outcome, j.reason, j.ms, j.amount, j.payout, j.seconds,
+           j.bid_id, j.destination, NOW() + INTERVAL j.expires_in SECOND
+      FROM JSON_TABLE(p_bids, '$[*]' COLUMNS (
+             target_id INT UNSIGNED PATH '$.target_id',
+             outcome VARCHAR(8) PATH '$.outcome',
+             reason VARCHAR(32) PATH '$.reason',
+             ms DECIMAL(10, 3) PATH '$.ms',
+             amount DECIMAL(10, 2) PATH '$.amount',
+             payout DECIMAL(10, 2) PATH '$.payout',
+             seconds INT UNSIGNED PATH '$.seconds',
+             bid_id VARCHAR(255) PATH '$.bid_id',
+             destination VARCHAR(255) PATH '$.destination',
+             expires_in INT UNSIGNED PATH '$.expires_in')) j;
+END IF //
 
 -- A pool number for reservation p_reservation, or NULL when none is free or
 -- the key's live reservations hold p_most already. With a caller number: a

@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None,
     from flask import Flask, g
 
     from app import api, api_metrics, errors, log_api, targeting
+    from app.bidding import Bidder
     from app.db import make_sessionmaker
     from app.ping_cache import PingCache
     from app.settings import Settings
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None,
     app.extensions["rtb.sessions"] = sessions or make_sessionmaker(settings)
     # Each worker's own: gunicorn forks the workers before any ping.
     app.extensions["rtb.ping_cache"] = PingCache()
+    app.extensions["rtb.bidder"] = Bidder()
     errors.register(app)
     api_metrics.init_app(app)
     app.register_blueprint(api.bp)

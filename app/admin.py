@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import gateways, notifier, sip_headers, targeting
+from app import bid_settings, gateways, notifier, sip_headers, targeting
 from app.credentials import ha1, key_hash, new_postback_key
 from app.domain_errors import Conflict, Invalid, NotFound
 from app.models import (Address, Campaign, Carrier, Number, PostbackKey, Publisher, Subscriber,
@@ -181,10 +181,17 @@ def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
     return rules
 
 
-def add_target(session: Session, campaign_id: int, sip_uri: str | None, payout: Decimal,
-               min_seconds: int, **rules: Any) -> Target:
+def add_target(session: Session, campaign_id: int, sip_uri: str | None = None,
+               payout: Decimal | None = None, min_seconds: int | None = None,
+               **rules: Any) -> Target:
+    """A buyer at --sip-uri, or at --number through --gateway, paying --payout;
+    or a pass-through one bidding live at --bid-url."""
     _get(session, Campaign, campaign_id)
-    row = Target(campaign_id=campaign_id, enabled=True)
+    if min_seconds is None:
+        raise Invalid("invalid_target", "a target needs --min-seconds")
+    if rules.get("bid_url") is None and payout is None:
+        raise Invalid("invalid_target", "a target with a SIP URI or a number has a --payout")
+    row = Target(campaign_id=campaign_id, enabled=True, payout=Decimal(0))
     session.add(row)
     return edit_target(session, row, sip_uri=sip_uri, payout=payout, min_seconds=min_seconds,
                        **rules)
@@ -194,34 +201,39 @@ def edit_target(session: Session, target: Target | int, sip_uri: str | None = No
                 payout: Decimal | None = None, min_seconds: int | None = None,
                 tag_changes: dict[str, list[str]] | None = None, number: str | None = None,
                 gateway: str | None = None, header_changes: list[str] | None = None,
-                **rules: Any) -> Target:
+                field_changes: dict[str, str] | None = None, **rules: Any) -> Target:
     """Change what is given; caps and rules apply from the next ping or confirm.
 
     tag_changes edits the tag rules one name at a time: a name with values
-    replaces its rule, a name with none drops it, the others stay; and
+    replaces its rule, a name with none drops it, the others stay; so does
+    field_changes the paths a pass-through target's answer is read at; and
     header_changes ('Name: template', or 'Name:' to drop) the SIP headers.
-    A SIP URI replaces a number, and a number (with its gateway) a SIP URI.
+    A new destination (a SIP URI, a number with its gateway, or a bid URL)
+    replaces the one before.
     """
     row = target if isinstance(target, Target) else _get(session, Target, target)
     if tag_changes is not None:
         rules["tag_rules"] = _changed_tags(row.tag_rules, tag_changes)
     if header_changes:
         row.sip_headers = sip_headers.changed(row.sip_headers, header_changes)
-    _set_destination(session, row, sip_uri, number, gateway)
+    if field_changes is not None:
+        rules["bid_fields"] = bid_settings.changed_fields(row.bid_fields, field_changes)
+    _set_destination(session, row, sip_uri, number, gateway, rules.get("bid_url"))
     if (payout is not None and payout < 0) or (min_seconds is not None and min_seconds < 0):
         raise Invalid("invalid_target", "payout and minimum seconds may not be negative")
     row.payout = row.payout if payout is None else payout
     row.min_seconds = row.min_seconds if min_seconds is None else min_seconds
-    for name, value in _check_rules(rules).items():
+    bid = bid_settings.check(rules)
+    for name, value in {**_check_rules(rules), **bid}.items():
         setattr(row, name, value)
     session.flush()
     return row
 
 
 def _set_destination(session: Session, row: Target, sip_uri: str | None, number: str | None,
-                     gateway: str | None) -> None:
-    if sip_uri is not None and number is not None:
-        raise Invalid("invalid_target", "a target has a SIP URI or a number, not both")
+                     gateway: str | None, bid_url: str | None) -> None:
+    if sum(value is not None for value in (sip_uri, number, bid_url)) > 1:
+        raise Invalid("invalid_target", "a target has one of a SIP URI, a number or a bid URL")
     if gateway == "":
         row.gateway_id = None
     elif gateway is not None:
@@ -229,17 +241,39 @@ def _set_destination(session: Session, row: Target, sip_uri: str | None, number:
         with session.no_autoflush:
             row.gateway_id = gateways.find(session, gateway).id
     if sip_uri is not None:
-        row.sip_uri, row.number = _sip_uri(sip_uri), None
+        row.sip_uri, row.number, row.bid_url = _sip_uri(sip_uri), None, None
     if number is not None:
         try:
-            row.number, row.sip_uri = to_e164(number), None
+            row.number, row.sip_uri, row.bid_url = to_e164(number), None, None
         except InvalidNumber as error:
             raise Invalid("invalid_number", str(error)) from None
+    if bid_url is not None:
+        # The bid URL itself is checked and set with the other bid settings.
+        row.sip_uri = row.number = None
     if row.number is not None and row.gateway_id is None:
         raise Invalid("invalid_target", "a number needs --gateway NAME, the carrier gateway"
                       " that reaches it")
-    if row.sip_uri is None and row.number is None:
-        raise Invalid("invalid_target", "a target needs --sip-uri, or --number with --gateway")
+    if row.sip_uri is None and row.number is None and (bid_url or row.bid_url) is None:
+        raise Invalid("invalid_target", "a target needs --sip-uri, --number with --gateway,"
+                      " or --bid-url")
+
+
+def set_margin(session: Session, campaign_id: int, margin: str, min_margin: Decimal | None = None,
+               allow_loss: bool = False) -> Campaign:
+    """What the campaign keeps of a live bid: '20%' of it or '1.50', at least min_margin."""
+    row = _get(session, Campaign, campaign_id)
+    try:
+        value = Decimal(margin.strip().rstrip("%"))
+    except ArithmeticError:
+        raise Invalid("invalid_margin", f"{margin!r} is not like 20% or 1.50") from None
+    percent = margin.strip().endswith("%")
+    if value < 0 or (percent and value >= 100) or not value.is_finite() or (
+            min_margin is not None and min_margin < 0):
+        raise Invalid("invalid_margin", "a margin is 0 to 99.99%, or an amount of 0 or more")
+    row.margin_percent, row.margin_amount = (value, None) if percent else (None, value)
+    row.min_margin, row.allow_loss = min_margin or Decimal(0), allow_loss
+    session.flush()
+    return row
 
 
 def _changed_tags(current: dict[str, list[str]] | None,

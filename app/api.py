@@ -98,7 +98,8 @@ def ping():
     # An unknown key is refused before anything else is looked at (a cache hit after).
     cache.key(session(), key)
     tags = {name: value for name, value in values.items() if name not in RESERVED_PARAMS}
-    outcome = pings.ping(session(), cache, key, scalar(values, "caller_number"), tags, started,
+    outcome = pings.ping(session(), cache, current_app.extensions["rtb.bidder"], key,
+                         scalar(values, "caller_number"), tags, started,
                          current_app.config["RTB_PING_LIMITS"])
     if isinstance(outcome, reservations.Rejection):
         return jsonify(rtb={"status": "rejected", "reason": outcome.reason})

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from sqlalchemy import (JSON, BigInteger, Column, Computed, Date, DateTime, ForeignKey, Integer, Numeric, String,
-                        Table)
+                        Table, Text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
@@ -32,6 +32,10 @@ class Campaign(Base):
     id: Mapped[intpk]
     name: Mapped[str] = mapped_column(String(128))
     fallback_sip_uri: Mapped[str | None] = mapped_column(String(255))
+    margin_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    margin_amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    min_margin: Mapped[money] = mapped_column(default=Decimal(0))
+    allow_loss: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
@@ -73,6 +77,13 @@ class Target(Base):
     states: Mapped[str | None] = mapped_column(String(255))
     zips: Mapped[str | None] = mapped_column(String(1024))
     tag_rules: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
+    bid_url: Mapped[str | None] = mapped_column(String(2048))
+    bid_method: Mapped[str] = mapped_column(String(4), default="POST")
+    bid_timeout_ms: Mapped[int] = mapped_column(default=300)
+    bid_body: Mapped[str | None] = mapped_column(Text)
+    bid_headers: Mapped[list[str] | None] = mapped_column(JSON)
+    max_bid: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    bid_fields: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
@@ -197,6 +208,25 @@ class Ping(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     reservation_id: Mapped[int | None] = mapped_column(BigInteger)
     duration_ms: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+
+
+class Bid(Base):
+    """What one pass-through target answered one ping (app/bidding.py)."""
+
+    __tablename__ = "bids"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("postback_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    outcome: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    duration_ms: Mapped[Decimal] = mapped_column(Numeric(10, 3))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    payout: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    min_seconds: Mapped[int | None]
+    bid_id: Mapped[str | None] = mapped_column(String(255))
+    destination: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class PingDay(Base):

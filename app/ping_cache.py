@@ -6,14 +6,19 @@ in schema.sql). A ping names the version its cache holds; rtb_ping answers
 'stale' when the database has moved on, and the worker forgets everything and
 reads again. So an edit takes effect on the next ping, and a ping costs no
 query of its own for its key and targets while nothing changes.
+
+A worker's threads share it: a lock keeps a key, its targets and the
+version they were read at together.
 """
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
-from app.models import PostbackKey, Target
+from app.models import Campaign, PostbackKey, Target
 from app.reservations import digest_of, unknown_key
 
 _VERSION = text("SELECT version FROM ping_cache_version WHERE id = 1")
@@ -24,10 +29,12 @@ class PingCache:
         self.version: int | None = None
         self._keys: dict[str, PostbackKey] = {}
         self._targets: dict[int, list[Row]] = {}
+        self._lock = threading.RLock()
 
     def forget(self) -> None:
         """Read everything again on its next use (rtb_ping said 'stale')."""
-        self.version = None
+        with self._lock:
+            self.version = None
 
     def _fresh(self, session: Session) -> None:
         """Read the version before what it covers: data newer than the version
@@ -36,17 +43,23 @@ class PingCache:
         if version != self.version:
             self.version, self._keys, self._targets = version, {}, {}
 
-    def lookup(self, session: Session, key: str | None) -> tuple[PostbackKey, list[Row]]:
-        """A key and its campaign's enabled targets, as of one version."""
-        found = self.key(session, key)
-        version = self.version
-        targets = self.targets(session, found.campaign_id)
-        if self.version != version:
+    def lookup(self, session: Session, key: str | None
+               ) -> tuple[PostbackKey, list[Row], int | None]:
+        """A key and its campaign's enabled targets, and the version they are of."""
+        with self._lock:
             found = self.key(session, key)
-        return found, targets
+            version = self.version
+            targets = self.targets(session, found.campaign_id)
+            if self.version != version:
+                found = self.key(session, key)
+            return found, targets, self.version
 
     def key(self, session: Session, key: str | None) -> PostbackKey:
         digest = digest_of(key)
+        with self._lock:
+            return self._key(session, digest)
+
+    def _key(self, session: Session, digest: str) -> PostbackKey:
         found = self._keys.get(digest) if self.version is not None else None
         if found is None:
             self._fresh(session)
@@ -58,12 +71,16 @@ class PingCache:
         return found
 
     def targets(self, session: Session, campaign_id: int) -> list[Row]:
-        """The campaign's enabled targets, as plain rows: bidding only reads them."""
+        """The campaign's enabled targets, as plain rows (bidding only reads
+        them), each with the campaign's margin on live bids."""
         found = self._targets.get(campaign_id) if self.version is not None else None
         if found is None:
             self._fresh(session)
             table = Target.__table__
-            found = session.execute(select(table).where(
-                table.c.campaign_id == campaign_id, table.c.enabled.is_(True))).all()
+            found = session.execute(
+                select(table, Campaign.margin_percent, Campaign.margin_amount,
+                       Campaign.min_margin, Campaign.allow_loss)
+                .join(Campaign, Campaign.id == table.c.campaign_id)
+                .where(table.c.campaign_id == campaign_id, table.c.enabled.is_(True))).all()
             self._targets[campaign_id] = found
         return found

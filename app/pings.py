@@ -1,7 +1,8 @@
 """A ping from start to answer, and the ping log: what each ping answered and why.
 
 Python parses the ping, works out the caller's place and the targets open to
-them (from the worker's PingCache), and rtb_ping (schema.sql) does the rest
+them (from the worker's PingCache), asks the open pass-through targets for
+live bids (auction.py), and rtb_ping (schema.sql) does the rest
 in one call: the key, its rate window, Ping Shield, caps, the reservation,
 its pool number, the ping-log row; then the worker commits.
 """
@@ -19,7 +20,10 @@ from typing import Any
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.orm import Session
 
-from app import notifier, reservations, sip_headers, targeting
+from app import auction, notifier, reservations, sip_headers, targeting
+from app.bid_answers import Answer
+from app.bid_templates import PingFacts
+from app.bidding import Bidder
 from app.domain_errors import DomainError, Invalid, RateLimited
 from app.models import Call, Ping, PingDay, PostbackKey, Reservation
 from app.ping_cache import PingCache
@@ -27,33 +31,42 @@ from app.reservations import Rejection, Reserved
 from app.settings import PingLimits
 
 _PING = text("CALL rtb_ping(:key, :version, :uuid, :caller, :tags, :candidates, :reason, :error, "
-             ":rate, :numbers, :elapsed)")
+             ":rate, :numbers, :elapsed, :bids)")
 # Answers 'stale' in a row before a ping gives up: each means an edit to a key
 # or a target committed between the cache's reading and the ping.
 STALE_TRIES = 3
 
 
-def ping(session: Session, cache: PingCache, raw_key: str | None, caller_number: str | None,
-         tags: dict[str, Any], started: float, limits: PingLimits = PingLimits()
-         ) -> Reserved | Rejection:
+def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None,
+         caller_number: str | None, tags: dict[str, Any], started: float,
+         limits: PingLimits = PingLimits()) -> Reserved | Rejection:
     """Reserve (and, for auto-confirm keys, confirm) and log the ping: one call, then commit."""
+    asked: dict[int, Answer] = {}
     for _ in range(STALE_TRIES):
-        key, targets = cache.lookup(session, raw_key)
+        key, targets, version = cache.lookup(session, raw_key)
         try:
             check_tags(tags, limits)
             caller, error = reservations.normalise_caller(caller_number, key), None
         except DomainError as refused:
             caller, error = None, refused
-        uuid, place = str(uuidlib.uuid4()), None if error else targeting.caller_of(caller, tags)
+        uuid, place = str(uuidlib.uuid4()), targeting.caller_of(caller, tags)
         ranked, reason = ([], None) if error else targeting.open_to(
             targets, place, datetime.now(UTC), random)
+        answers: list[Answer] = []
+        if ranked:
+            facts = PingFacts(uuid, caller, place.state, place.zip, key.publisher_id,
+                              key.campaign_id, tags)
+            left = limits.bid_deadline_ms / 1000 - (time.perf_counter() - started)
+            ranked, reason, answers = auction.bid(session, bidder, ranked, facts, left, asked,
+                                                  key, key.rate_limit or limits.rate_limit)
         row = session.execute(_PING, {
-            "key": key.id, "version": cache.version, "uuid": uuid,
+            "key": key.id, "version": version, "uuid": uuid,
             "caller": caller, "tags": json.dumps(tags),
             "candidates": ",".join(str(t.id) for t in ranked), "reason": reason,
             "error": error and error.code, "rate": limits.rate_limit,
             "numbers": limits.held_numbers,
-            "elapsed": round((time.perf_counter() - started) * 1000, 3)}).one()
+            "elapsed": round((time.perf_counter() - started) * 1000, 3),
+            "bids": json.dumps([a.as_json() for a in answers]) if answers else None}).one()
         if row.outcome == "stale":
             cache.forget()
             continue

@@ -12,7 +12,7 @@ from sqlalchemy import Select, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain_errors import NotFound
-from app.models import Call, Ping, PingDay, PostbackKey, Reservation, ReservationDay
+from app.models import Bid, Call, Ping, PingDay, PostbackKey, Reservation, ReservationDay
 from app.reservations import DIALABLE, utcnow
 
 BY = ("publisher", "campaign", "target")
@@ -97,3 +97,34 @@ def _figures(since: datetime, by: str | None) -> list[Select]:
                          for figure in FIGURES[1:]))
         .where(ReservationDay.day >= since).group_by(rolled),
     ]
+
+
+def bids(session: Session, reservation: Reservation) -> list[dict[str, Any]]:
+    """What each pass-through target answered the ping that made the reservation;
+    `won` marks the bid it holds now (its target's, if that bid may take the call)."""
+    rows = session.scalars(select(Bid).where(Bid.uuid == reservation.uuid).order_by(Bid.target_id))
+    return [{"target_id": b.target_id,
+             "won": b.target_id == reservation.target_id and b.payout is not None,
+             "outcome": b.outcome, "reason": b.reason,
+             "ms": float(b.duration_ms), "amount": _money(b.amount), "payout": _money(b.payout),
+             "seconds": b.min_seconds, "bid_id": b.bid_id, "destination": b.destination,
+             "expires_at": b.expires_at} for b in rows]
+
+
+def bid_summary(session: Session, key_ids: list[int] | None, since: datetime) -> list[dict]:
+    """Answers of pass-through targets per target, outcome and reason, with their average
+    and slowest time."""
+    query = (select(Bid.target_id, Bid.outcome, Bid.reason, func.count(),
+                    func.avg(Bid.duration_ms), func.max(Bid.duration_ms))
+             .where(Bid.created_at >= since)
+             .group_by(Bid.target_id, Bid.outcome, Bid.reason)
+             .order_by(Bid.target_id, func.count().desc()))
+    if key_ids is not None:
+        query = query.where(Bid.key_id.in_(key_ids))
+    return [{"target_id": target, "outcome": outcome, "reason": reason, "answers": count,
+             "avg_ms": round(float(avg), 3), "max_ms": float(slowest)}
+            for target, outcome, reason, count, avg, slowest in session.execute(query)]
+
+
+def _money(value) -> float | None:
+    return None if value is None else float(value)

@@ -55,6 +55,8 @@ class PingLimits:
     rate_limit: int = 100
     # Pool numbers the live reservations of one key may hold at once.
     held_numbers: int = 10
+    # Milliseconds from a ping's start until its pass-through targets' bids are in.
+    bid_deadline_ms: int = 500
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> PingLimits:
@@ -64,6 +66,7 @@ class PingLimits:
             tag_value_chars=_count(env, "RTB_MAX_TAG_VALUE", cls.tag_value_chars),
             rate_limit=_count(env, "RTB_DEFAULT_RATE_LIMIT", cls.rate_limit),
             held_numbers=_count(env, "RTB_MAX_HELD_NUMBERS", cls.held_numbers),
+            bid_deadline_ms=_count(env, "RTB_BID_DEADLINE_MS", cls.bid_deadline_ms),
         )
 
 
@@ -121,6 +124,9 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     postbacks: PostbackTimes = PostbackTimes()
+    # Threads per gunicorn worker (gthread): a ping waits on its buyers' bids
+    # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
+    http_threads: int = 8
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -135,7 +141,7 @@ class Settings:
         return cls(
             http_host=_address(env, "RTB_HTTP_HOST", "127.0.0.1"),
             http_port=_port(env, "RTB_HTTP_PORT", 8080),
-            http_workers=_count(env, "RTB_HTTP_WORKERS", 4),
+            http_workers=_count(env, "RTB_HTTP_WORKERS", 8),
             sip_addr=sip_addr,
             sip_port=_port(env, "RTB_SIP_PORT", 5060),
             sip_domain=sip_domain,
@@ -170,6 +176,7 @@ class Settings:
             metrics_host=_address(env, "RTB_METRICS_HOST", "127.0.0.1"),
             metrics_port=_port(env, "RTB_METRICS_PORT", 9464),
             postbacks=PostbackTimes.from_env(env),
+            http_threads=_count(env, "RTB_HTTP_THREADS", 8),
         )
 
     @property

@@ -150,10 +150,13 @@ def tags_match(rules: dict[str, list[str]] | None, tags: dict[str, Any]) -> bool
     return True
 
 
-def rank(targets: list[TargetLike], rng: random.Random) -> list[TargetLike]:
-    """Highest payout first; ties by priority (1 before 2), then at random by weight."""
+def rank(targets: list[TargetLike], rng: random.Random,
+         payouts: dict[int, Any] | None = None) -> list[TargetLike]:
+    """Highest payout first (a live bid's in `payouts`, by target id); ties by
+    priority (1 before 2), then at random by weight."""
     draw = {t.id: rng.random() ** (1 / max(t.weight, 1)) for t in targets}
-    return sorted(targets, key=lambda t: (-t.payout, t.priority, -draw[t.id]))
+    payouts = payouts or {}
+    return sorted(targets, key=lambda t: (-payouts.get(t.id, t.payout), t.priority, -draw[t.id]))
 
 
 def open_to(targets: list[TargetLike], caller: Caller, now: datetime,

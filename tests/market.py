@@ -68,7 +68,8 @@ def make_market(sessions: sessionmaker[Session], targets: list[dict] | None = No
 
 def add_target(db: Session, campaign_id: int, target: dict) -> int:
     rules = {**DEFAULT_TARGET, **target}
-    rules["payout"] = Decimal(str(rules["payout"]))
+    if rules["payout"] is not None:
+        rules["payout"] = Decimal(str(rules["payout"]))
     return admin.add_target(db, campaign_id, **rules).id
 
 

@@ -56,7 +56,8 @@ def target_options(required: bool):
         click.option("--number", help="Or a phone number (E.164), called through --gateway."),
         click.option("--gateway",
                      help="The carrier gateway (`rtbctl gateway add`) for --number; '' none."),
-        click.option("--payout", required=required, type=Decimal, help="What the publisher earns."),
+        click.option("--payout", type=Decimal,
+                     help="What the publisher earns (with --sip-uri or --number)."),
         click.option("--min-seconds", required=required, type=int, help="Seconds a call must last."),
         click.option("--priority", type=int, help="Among equal payouts, 1 is tried before 2."),
         click.option("--weight", type=int, help="Share among equal payout and priority."),
@@ -71,13 +72,32 @@ def target_options(required: bool):
         click.option("--tag", "tags", multiple=True, help="NAME=V1,V2: the ping's tag must be one; NAME= drops it."),
         click.option("--sip-header", "header_changes", multiple=True,
                      help="'X-Publisher-ID: {publisher_id}' on the buyer's INVITE; 'Name:' drops it."),
+        click.option("--bid-url", help="Pass-through: ask this URL for a live bid on each ping."),
+        click.option("--bid-method", type=click.Choice(["POST", "GET"], case_sensitive=False),
+                     help="How the bid URL is asked (default POST)."),
+        click.option("--bid-timeout-ms", type=int, help="Milliseconds the buyer has (default 300)."),
+        click.option("--bid-body", help="POST body template; '' for the default JSON."),
+        click.option("--bid-header", "bid_headers", multiple=True,
+                     help="'Name: value' sent with each bid request; replaces them all; '' none."),
+        click.option("--max-bid", type=Decimal, help="Bids above this are over_max."),
+        click.option("--bid-field", "bid_fields", multiple=True,
+                     help="NAME=PATH where the answer holds amount, destination, seconds, id or expires; NAME= the default."),
     )
 
 
 def _rules(options: dict[str, Any]) -> dict[str, Any]:
-    rules = {name: (None if value is CLEAR else value)
-             for name, value in options.items() if value is not None and name != "tags"}
+    rules = {name: (None if value is CLEAR else value) for name, value in options.items()
+             if value is not None and name not in ("tags", "bid_headers", "bid_fields")}
     rules["header_changes"] = list(options.get("header_changes") or [])
+    if options.get("bid_headers"):
+        rules["bid_headers"] = list(options["bid_headers"])
+    if options.get("bid_fields"):
+        rules["field_changes"] = {}
+        for field in options["bid_fields"]:
+            name, sep, path = field.partition("=")
+            if not sep or not name:
+                raise click.BadParameter(f"{field!r} is not NAME=PATH", param_hint="--bid-field")
+            rules["field_changes"][name] = path.strip()
     if options.get("tags"):
         rules["tag_changes"] = {}
         for rule in options["tags"]:
@@ -89,14 +109,20 @@ def _rules(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_json(t: Target) -> dict[str, Any]:
-    return {"id": t.id, "campaign_id": t.campaign_id, "sip_uri": t.sip_uri, "number": t.number,
-            "gateway_id": t.gateway_id, "payout": float(t.payout), "min_seconds": t.min_seconds,
-            "enabled": t.enabled,
-            "priority": t.priority, "weight": t.weight, "concurrency_cap": t.concurrency_cap,
-            "hourly_cap": t.hourly_cap, "daily_cap": t.daily_cap, "monthly_cap": t.monthly_cap,
-            "hours": t.hours, "timezone": t.timezone, "states": t.states, "zips": t.zips,
-            "tags": t.tag_rules,
-            "sip_headers": [f"{name}: {template}" for name, template in t.sip_headers or []]}
+    found = {"id": t.id, "campaign_id": t.campaign_id, "sip_uri": t.sip_uri, "number": t.number,
+             "gateway_id": t.gateway_id, "payout": float(t.payout), "min_seconds": t.min_seconds,
+             "enabled": t.enabled,
+             "priority": t.priority, "weight": t.weight, "concurrency_cap": t.concurrency_cap,
+             "hourly_cap": t.hourly_cap, "daily_cap": t.daily_cap, "monthly_cap": t.monthly_cap,
+             "hours": t.hours, "timezone": t.timezone, "states": t.states, "zips": t.zips,
+             "tags": t.tag_rules,
+             "sip_headers": [f"{name}: {template}" for name, template in t.sip_headers or []]}
+    if t.bid_url:
+        found |= {"bid_url": t.bid_url, "bid_method": t.bid_method,
+                  "bid_timeout_ms": t.bid_timeout_ms, "bid_body": t.bid_body,
+                  "bid_headers": t.bid_headers, "max_bid": t.max_bid and float(t.max_bid),
+                  "bid_fields": t.bid_fields}
+    return found
 
 
 def key_json(k: PostbackKey) -> dict[str, Any]:
@@ -179,9 +205,26 @@ def campaign_fallback(obj: Context, campaign_id: int, sip_uri: str, as_json: boo
     emit({"id": row.id, "name": row.name, "fallback_sip_uri": row.fallback_sip_uri}, as_json)
 
 
+@campaign.command("margin")
+@click.argument("campaign_id", type=int)
+@click.argument("margin", metavar="PERCENT%|AMOUNT")
+@click.option("--min-margin", type=Decimal, help="Keep at least this much of each live bid.")
+@click.option("--allow-loss", is_flag=True, help="Take bids that do not cover the margin (payout 0).")
+@json_option
+@click.pass_obj
+def campaign_margin(obj: Context, campaign_id: int, margin: str, min_margin: Decimal | None,
+                    allow_loss: bool, as_json: bool) -> None:
+    """What the campaign keeps of a live bid; the publisher's payout is the rest."""
+    row = obj.apply(admin.set_margin, campaign_id, margin, min_margin, allow_loss)
+    emit({"id": row.id, "name": row.name,
+          "margin_percent": None if row.margin_percent is None else float(row.margin_percent),
+          "margin_amount": None if row.margin_amount is None else float(row.margin_amount),
+          "min_margin": float(row.min_margin), "allow_loss": row.allow_loss}, as_json)
+
+
 @main.group()
 def target() -> None:
-    """Targets: buyers' SIP URIs or phone numbers, their caps, hours, rules and headers."""
+    """Targets: buyers' SIP URIs, phone numbers or bid URLs, their caps, hours, rules and headers."""
 
 
 @target.command("add")
@@ -189,11 +232,10 @@ def target() -> None:
 @target_options(required=True)
 @json_option
 @click.pass_obj
-def target_add(obj: Context, campaign_id: int, sip_uri: str | None, payout: Decimal,
-               min_seconds: int, as_json: bool, **options: Any) -> None:
-    """A buyer: --sip-uri, or --number through --gateway."""
-    row = obj.apply(admin.add_target, campaign_id, sip_uri, payout, min_seconds,
-                    **_rules(options))
+def target_add(obj: Context, campaign_id: int, as_json: bool, **options: Any) -> None:
+    """A buyer at --sip-uri, or at --number through --gateway, paying --payout; or a
+    pass-through one bidding live at --bid-url."""
+    row = obj.apply(admin.add_target, campaign_id, **_rules(options))
     emit(target_json(row), as_json)
 
 

@@ -53,8 +53,10 @@ def reservation() -> None:
 @json_option
 @click.pass_obj
 def reservation_show(obj: Context, uuid: str, as_json: bool) -> None:
+    """A reservation, its calls, and what each pass-through target bid for it."""
     with obj.session() as db:
-        emit(reservation_json(reports.reservation(db, uuid)), as_json)
+        found = reports.reservation(db, uuid)
+        emit({**reservation_json(found), "bids": reports.bids(db, found)}, as_json)
 
 
 @main.command("reservations")
@@ -74,13 +76,17 @@ def reservations_list(obj: Context, status: str | None, campaign_id: int | None,
 @main.command("pings")
 @click.option("--key", "key_ref", metavar="KEY_PREFIX_OR_ID", help="Only this key's pings.")
 @click.option("--since", type=Since(), default="1h", show_default=True, help="How far back.")
+@click.option("--bids", "by_target", is_flag=True,
+              help="Count what pass-through targets answered instead, per target.")
 @json_option
 @click.pass_obj
-def pings_summary(obj: Context, key_ref: str | None, since: timedelta, as_json: bool) -> None:
+def pings_summary(obj: Context, key_ref: str | None, since: timedelta, by_target: bool,
+                  as_json: bool) -> None:
     """Why pings were answered as they were: counts by outcome and reason."""
     with obj.session() as db:
         key_ids = [admin.find_key(db, key_ref).id] if key_ref else None
-        emit(pings.summary(db, key_ids, reservations.utcnow() - since), as_json)
+        count = reports.bid_summary if by_target else pings.summary
+        emit(count(db, key_ids, reservations.utcnow() - since), as_json)
 
 
 @main.command("report")

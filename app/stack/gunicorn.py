@@ -24,7 +24,7 @@ class Gunicorn:
         self.service = Service("gunicorn", [
             str(Path(sys.executable).with_name("gunicorn")),
             "--bind", f"{settings.http_host}:{settings.http_port}",
-            "--workers", str(settings.http_workers),
+            "--workers", str(settings.http_workers), "--threads", str(settings.http_threads),
             "--timeout", str(settings.http_timeout), "--graceful-timeout", "10",
             "--access-logfile", str(state / "access.log"),
             # The path without its query string: publishers send their key there.

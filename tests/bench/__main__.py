@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from app.db import make_engine, make_sessionmaker
 from app.kamailio_rpc import KamailioRPC
 from app.stack.process import StartError
-from tests.bench import calls, data, fresh, pings, report, scale
+from tests.bench import calls, data, fresh, passthrough, pings, report, scale
 from tests.bench.stack import BenchStack, bench_settings
 
 # The claim is timed at each size; pings run at the first (a fresh table) and the last.
@@ -73,6 +73,10 @@ def run(stack: BenchStack, args, progress: Progress) -> dict:
                                                        CONNECTIONS, args.seconds, progress)
                 progress.step(f"pings {state}")
         result["scale"]["ratio"] = scale.flatness(result["scale"]["at"])
+        result["pass_through"] = passthrough.measure(stack.app.url, engine,
+                                                     make_sessionmaker(settings, engine),
+                                                     stack.dir, args.seconds, progress)
+        progress.step("pass-through")
         callers = market.callers[:-1]
         per_caller = calls.calls_needed(args.call_seconds) // len(callers) + 1
         sources = {c.ip: data.make_reservations(conn, market, c, per_caller) for c in callers}

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from tests.bench import passthrough
+
 # Issue 12's goals.
 TARGETS = {"ping_ratio": 0.60, "ping_p99_ms_16": 25.0, "call_ratio": 0.90, "flatness": 0.10}
 # The table states the pings run on (see __main__): as loaded, and with 10⁶ rows of history.
@@ -103,8 +105,10 @@ def _details(result: dict) -> list[tuple[str, str, str, str]]:
 
 
 def rows(result: dict) -> list[tuple[str, str, str, str]]:
-    """(figure, measured, goal, met?): issue 12's goals first, then the figures behind them."""
-    return _goals(result) + _details(result)
+    """(figure, measured, goal, met?): issue 12's goals first, then the figures behind
+    them, then the pass-through step's (issue 13)."""
+    through = passthrough.rows(result["pass_through"]) if "pass_through" in result else []
+    return _goals(result) + _details(result) + through
 
 
 def markdown(result: dict) -> str:

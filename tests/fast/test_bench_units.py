@@ -107,3 +107,21 @@ def test_the_goals_table_divides_pings_by_the_durable_floor_and_history_by_fresh
     assert lines[4].endswith("| 1.00 pings, 1.00 claims | within ±10% | yes |")
     assert lines[5].endswith("| 1600 / 1600 = 100% | ≥ 90% | yes |")
     assert lines[-1].endswith("(2 of 3 deadlocked) | none deadlocked | **no** |")
+
+
+def _pass_through(p99_ms: float, socket_errors: int = 0) -> dict:
+    real = {"requests": 1600, "rps": 160.0, "p50_ms": 320.0, "p99_ms": p99_ms, "p999_ms": 600.0,
+            "http_errors": 0, "socket_errors": socket_errors}
+    return {"real": real, "static": {**real, "rps": 400.0}, "outcomes": {}, "reserved_share": 1.0,
+            "bids": {"bid": 4800, "timeout": 1600}, "deadline_ms": 500, "connections": 64}
+
+
+def test_the_pass_through_step_meets_its_goals_only_without_timed_out_requests():
+    result = _result([{"rate": 1600, "held": True}], real_rate=1600, fixed_rate=1600)
+    met = markdown({**result, "pass_through": _pass_through(540.0)}).splitlines()
+    assert met[-3].endswith("| 160 (static targets: 400) | ≥ 150 | yes |")
+    assert met[-2].endswith("| p99 ≤ 550 ms | yes |")
+    assert "bid 4800, timeout 1600" in met[-1]
+    late = markdown({**result, "pass_through": _pass_through(560.0)}).splitlines()
+    lost = markdown({**result, "pass_through": _pass_through(100.0, socket_errors=3)}).splitlines()
+    assert late[-2].endswith("| **no** |") and lost[-2].endswith("| **no** |")
