@@ -181,12 +181,17 @@ def _check_rules(rules: dict[str, Any]) -> dict[str, Any]:
     return rules
 
 
+_NO_DESTINATION = "a target needs --sip-uri, --number with --gateway, or --bid-url"
+
+
 def add_target(session: Session, campaign_id: int, sip_uri: str | None = None,
                payout: Decimal | None = None, min_seconds: int | None = None,
                **rules: Any) -> Target:
     """A buyer at --sip-uri, or at --number through --gateway, paying --payout;
     or a pass-through one bidding live at --bid-url."""
     _get(session, Campaign, campaign_id)
+    if sip_uri is None and rules.get("number") is None and rules.get("bid_url") is None:
+        raise Invalid("invalid_target", _NO_DESTINATION)
     if min_seconds is None:
         raise Invalid("invalid_target", "a target needs --min-seconds")
     if rules.get("bid_url") is None and payout is None:
@@ -254,8 +259,7 @@ def _set_destination(session: Session, row: Target, sip_uri: str | None, number:
         raise Invalid("invalid_target", "a number needs --gateway NAME, the carrier gateway"
                       " that reaches it")
     if row.sip_uri is None and row.number is None and (bid_url or row.bid_url) is None:
-        raise Invalid("invalid_target", "a target needs --sip-uri, --number with --gateway,"
-                      " or --bid-url")
+        raise Invalid("invalid_target", _NO_DESTINATION)
 
 
 def set_margin(session: Session, campaign_id: int, margin: str, min_margin: Decimal | None = None,

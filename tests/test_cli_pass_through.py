@@ -40,7 +40,7 @@ def test_a_pass_through_target_takes_every_bid_option_and_edit_changes_only_what
 
 @pytest.mark.parametrize("args, message", [
     (["--bid-url", "file:///etc/passwd", "--min-seconds", "60"], "http:// or https://"),
-    (["--min-seconds", "60"], "--sip-uri or --bid-url"),
+    (["--min-seconds", "60"], "--number with --gateway, or --bid-url"),
     (["--bid-url", "http://b.test/", "--min-seconds", "60", "--bid-field", "price=x"],
      "bid fields are"),
 ])

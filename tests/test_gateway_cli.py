@@ -75,8 +75,8 @@ def test_a_number_target_calls_through_a_named_gateway(rtbctl, gateway, campaign
     (["--number", "2025550143", "--gateway", "no-such-gateway"], "no gateway named"),
     (["--number", "555", "--gateway", "{gateway}"], "not a valid phone number"),
     (["--number", "2025550143", "--sip-uri", "sip:b@192.0.2.30", "--gateway", "{gateway}"],
-     "not both"),
-    ([], "needs --sip-uri, or --number"),
+     "one of a SIP URI, a number or a bid URL"),
+    ([], "needs --sip-uri, --number with --gateway, or --bid-url"),
 ])
 def test_a_target_without_one_clear_destination_is_refused(rtbctl, gateway, campaign, args,
                                                            message):
