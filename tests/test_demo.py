@@ -6,35 +6,56 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from app import admin
 from app.db import make_sessionmaker
-from app.stack.demo import market
-from app.stack.demo.environment import demo_env
 from app.models import Publisher
 from app.settings import Settings
+from app.stack.demo import market
+from app.stack.demo.environment import demo_env
 from app.stack.mariadb import PrivateMariaDB
 from tests import rtbctl
 from tests.sip import free_port, free_sip_port
 
 TRAFFIC_SECONDS = 10
+DEMO = [sys.executable, "-m", "app.stack.demo"]
+
+
+def launch_env(var: Path) -> dict[str, str]:
+    """What `make demo` would be run with, on free ports and a state folder of the test's."""
+    ports = {f"RTB_DEMO_{name}_PORT": str(free_port(kind=socket.SOCK_STREAM))
+             for name in ("HTTP", "RPC", "DB", "REDIS", "METRICS")}
+    return {**os.environ, "RTB_VAR_DIR": str(var), "RTB_DEMO_SIP_PORT": str(free_sip_port()),
+            **ports}
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Processes whose command line names the folder or that work in it."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            continue
+        if str(folder) in cmdline or cwd.is_relative_to(folder):
+            found.append(int(proc.name))
+    return found
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo's environment, its output, and its private MariaDB started again once it stopped."""
-    var = tmp_path_factory.mktemp("var")
-    ports = {f"RTB_DEMO_{name}_PORT": str(free_port(kind=socket.SOCK_STREAM))
-             for name in ("HTTP", "RPC", "DB", "REDIS", "METRICS")}
-    env = {**os.environ, "RTB_VAR_DIR": str(var), "RTB_DEMO_SIP_PORT": str(free_sip_port()),
-           **ports}
-    done = subprocess.run([sys.executable, "-m", "app.stack.demo",
+    env = launch_env(tmp_path_factory.mktemp("var"))
+    done = subprocess.run([*DEMO,
                            "--for-seconds", str(TRAFFIC_SECONDS)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -75,3 +96,24 @@ def test_demo_prints_its_key_and_seeding_again_keeps_that_key(demo):
     sessions.kw["bind"].dispose()
     assert targets == uris
     assert publishers == 1
+
+
+def test_ctrl_c_stops_the_demo_its_parts_and_its_sipp_calls(tmp_path):
+    env = launch_env(tmp_path)
+    demo = subprocess.Popen(DEMO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        output = []
+        for line in iter(demo.stdout.readline, ""):
+            output.append(line)
+            if " -> calling " in line:
+                break
+        assert processes_in(tmp_path), "".join(output)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(90) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        demo.stdout.close()
+    assert processes_in(tmp_path) == []

@@ -17,11 +17,11 @@ import sys
 import time
 
 from app.db import make_sessionmaker
+from app.settings import Settings, SettingsError
+from app.stack.__main__ import up
 from app.stack.demo import market, sipp
 from app.stack.demo.environment import demo_env
 from app.stack.demo.traffic import Traffic
-from app.settings import Settings, SettingsError
-from app.stack.__main__ import up
 from app.stack.process import StartError
 
 INTERVAL_S = 2.0
@@ -45,7 +45,8 @@ Ctrl-C stops.
 """
 
 
-def traffic(settings: Settings, key: str, seconds: float | None) -> None:
+def traffic(settings: Settings, key: str, seconds: float | None, started: list) -> int:
+    """Ping and dial until Ctrl-C, or for `seconds` and then until the last calls end."""
     stopping = []
     # Set both explicitly: a shell starts background jobs with SIGINT ignored.
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -54,6 +55,10 @@ def traffic(settings: Settings, key: str, seconds: float | None) -> None:
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
         while not stopping and (deadline is None or time.monotonic() < deadline):
+            dead = [p.service.name for p in started if not p.service.alive()]
+            if dead:
+                print(f"{', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
+                return 1
             print(calls.step(), flush=True)
             next_step = time.monotonic() + INTERVAL_S
             while not stopping and time.monotonic() < next_step:
@@ -62,6 +67,7 @@ def traffic(settings: Settings, key: str, seconds: float | None) -> None:
             calls.wait(sipp.TALK_MS / 1000 + 5)
     finally:
         calls.stop()
+    return 0
 
 
 def run(settings: Settings, seconds: float | None) -> int:
@@ -78,14 +84,13 @@ def run(settings: Settings, seconds: float | None) -> int:
         with sessions() as db:
             key = market.seed(db, uris, settings.var_dir / "demo-key")
         print(banner(settings, key), flush=True)
-        traffic(settings, key, seconds)
+        return traffic(settings, key, seconds, started)
     finally:
         print("stopping …", flush=True)
         sipp.stop(buyers)
         sessions.kw["bind"].dispose()
         for part in reversed(started):
             part.stop()
-    return 0
 
 
 def main() -> int:

@@ -12,9 +12,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from app.settings import Settings
 from app.stack.demo import sipp
 from app.stack.demo.market import PUBLISHER_IP
-from app.settings import Settings
 
 # Fictional US numbers (555-01xx), in turn: a caller on a live call is
 # answered by Ping Shield with that call's reservation.
@@ -42,7 +42,10 @@ class Traffic:
         """One ping, and a call when it answered a sip_address; a line on what happened."""
         self.calls = [call for call in self.calls if call.poll() is None]
         caller = next(CALLERS)
-        answer = self.ping(caller)
+        try:
+            answer = self.ping(caller)
+        except OSError as error:
+            return f"ping {caller}: no answer ({error})"
         rtb = answer.get("rtb", {})
         if "sip_address" not in rtb:
             error = answer.get("error", {})
