@@ -26,7 +26,8 @@ PUBLISHER_IP = "127.0.0.2"
 BUYERS = (
     {"payout": Decimal("25"), "min_seconds": 3, "concurrency_cap": 1,
      "hours": "mon-fri 08:00-20:00", "timezone": "America/New_York"},
-    {"payout": Decimal("15"), "min_seconds": 3, "concurrency_cap": 2, "hourly_cap": 60},
+    {"payout": Decimal("15"), "min_seconds": 3, "concurrency_cap": 2, "hourly_cap": 60,
+     "hours": "mon-sun 07:00-23:00", "timezone": "America/Los_Angeles"},
     {"payout": Decimal("8"), "min_seconds": 2},
 )
 
