@@ -23,7 +23,9 @@ from app.stack.demo import market
 from app.stack.demo.environment import demo_env
 from app.stack.mariadb import PrivateMariaDB
 from tests import rtbctl
+from tests.polling import eventually
 from tests.sip import free_port, free_sip_port
+from tests.test_metrics import scrape, value
 
 TRAFFIC_SECONDS = 10
 DEMO = [sys.executable, "-m", "app.stack.demo"]
@@ -98,8 +100,11 @@ def test_demo_prints_its_key_and_seeding_again_keeps_that_key(demo):
     assert publishers == 1
 
 
-def test_ctrl_c_stops_the_demo_its_parts_and_its_sipp_calls(tmp_path):
+def test_the_running_demo_counts_its_traffic_in_both_metrics_and_ctrl_c_stops_it_all(tmp_path):
     env = launch_env(tmp_path)
+    settings = Settings.from_env(demo_env(env))
+    app_metrics = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    edge_metrics = f"http://127.0.0.1:{settings.rpc_port}/metrics"
     demo = subprocess.Popen(DEMO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
@@ -108,7 +113,12 @@ def test_ctrl_c_stops_the_demo_its_parts_and_its_sipp_calls(tmp_path):
             output.append(line)
             if " -> calling " in line:
                 break
-        assert processes_in(tmp_path), "".join(output)
+        printed = "".join(output)
+        assert app_metrics in printed and edge_metrics in printed, printed
+        assert value(scrape(app_metrics), "rtb_pings_total", outcome="reserved", reason="") >= 1
+        assert eventually(lambda: value(scrape(edge_metrics), "kamailio_rtb_claims_total",
+                                        result="claimed") >= 1, 10)
+        assert processes_in(tmp_path), printed
         demo.send_signal(signal.SIGINT)
         assert demo.wait(90) == 0
     finally:
