@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run up down test test-fast soak bench check-cfg clean
+.PHONY: help install packages run demo up down test test-fast soak bench check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml
 
 run: install ## Start MariaDB, Redis, Kamailio, gunicorn, the metrics exporter and the postback worker in the foreground (Ctrl-C stops)
 	$(PY) -m app.stack run
+
+demo: install ## `run` on its own ports and state ($RTB_VAR_DIR/demo), with a demo market and live pings and calls
+	$(PY) -m app.stack.demo
 
 up: install ## Start everything in the background; returns once all parts answer
 	$(PY) -m app.stack up
