@@ -100,6 +100,7 @@ class Settings:
     redis_url_override: str | None = None
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    admin_secure_cookie: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -148,6 +149,8 @@ class Settings:
             redis_url_override=env.get("RTB_REDIS_URL") or None,
             metrics_host=_address(env, "RTB_METRICS_HOST", "127.0.0.1"),
             metrics_port=_port(env, "RTB_METRICS_PORT", 9464),
+            # On when a TLS proxy serves /admin: browsers then send the cookie over HTTPS only.
+            admin_secure_cookie=_switch(env, "RTB_ADMIN_SECURE_COOKIE", False),
         )
 
     @property
@@ -167,3 +170,8 @@ class Settings:
     def rpc_secret_file(self) -> Path:
         """The secret Kamailio's JSON-RPC asks of every request, made once, mode 0600."""
         return self.var_dir / "rpc-secret"
+
+    @property
+    def admin_secret_file(self) -> Path:
+        """The key the admin pages sign their session cookies with, made once, mode 0600."""
+        return self.var_dir / "admin-secret"
