@@ -21,14 +21,21 @@ from app.settings import Settings
 
 
 def secret_key(path: Path) -> bytes:
-    """The key in `path`, made there first if missing. O_EXCL: of gunicorn's
-    workers starting at once, one writes it and the others read it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    """The key in `path`, made there first if missing. Written whole to a file
+    of its own, then linked into place: of gunicorn's workers starting at once,
+    one links its key and the others read that one, never a half-written file."""
+    if path.exists():
         return path.read_bytes()
-    with os.fdopen(fd, "wb") as out:
-        out.write(secrets.token_hex(32).encode())
+    draft = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_hex(32).encode())
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
     return path.read_bytes()
 
 

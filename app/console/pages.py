@@ -3,7 +3,7 @@ or queries.py, and render a template."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import render_template, request
 
@@ -31,10 +31,11 @@ def _moment(name: str, problems: list[str]) -> datetime | None:
     if not raw:
         return None
     try:
-        return datetime.fromisoformat(raw)
+        moment = datetime.fromisoformat(raw)
     except ValueError:
         problems.append(f"{name} must be a time such as 2026-11-30T08:00 (UTC)")
         return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def log_filters(problems: list[str]) -> inbounds.Filters:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import Select, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.models import Call, Ping, Reservation, Target, target_usage
@@ -25,12 +25,15 @@ def hour(column):
     return func.date_format(column, "%Y-%m-%d %H:00")
 
 
-def pings_per_minute(session: Session, now: datetime) -> dict[tuple[str, str], int]:
-    """(minute, outcome): pings, over the last hour; a range of pings_time_idx."""
+def pings_query(now: datetime) -> Select:
+    """Pings per minute and outcome over the last hour: a range of pings_time_idx."""
     at = minute(Ping.created_at).label("at")
-    return {(row.at, row.outcome): row.pings for row in session.execute(
-        select(at, Ping.outcome, func.count().label("pings"))
-        .where(Ping.created_at >= now - timedelta(hours=1)).group_by(at, Ping.outcome))}
+    return (select(at, Ping.outcome, func.count().label("pings"))
+            .where(Ping.created_at >= now - timedelta(hours=1)).group_by(at, Ping.outcome))
+
+
+def pings_per_minute(session: Session, now: datetime) -> dict[tuple[str, str], int]:
+    return {(row.at, row.outcome): row.pings for row in session.execute(pings_query(now))}
 
 
 def whole(_column):
@@ -38,34 +41,36 @@ def whole(_column):
     return literal("all")
 
 
-def calls_since(session: Session, since: datetime, bucket=hour) -> list[Any]:
+def calls_query(since: datetime, bucket=hour) -> Select:
     """Calls, answers, conversions and payout earned per bucket since a moment;
     calls by calls_claimed_idx, each reservation by its primary key."""
     at = bucket(Call.claimed_at).label("at")
-    return list(session.execute(
-        select(at, func.count().label("calls"), func.count(Call.answered_at).label("answers"),
-               func.sum(case((Call.converted, 1), else_=0)).label("conversions"),
-               func.sum(case((Call.converted, Reservation.payout), else_=0)).label("payout"))
-        .join(Reservation, Reservation.id == Call.reservation_id)
-        .where(Call.claimed_at >= since).group_by(at)))
+    return (select(at, func.count().label("calls"), func.count(Call.answered_at).label("answers"),
+                   func.sum(case((Call.converted, 1), else_=0)).label("conversions"),
+                   func.sum(case((Call.converted, Reservation.payout), else_=0)).label("payout"))
+            .join(Reservation, Reservation.id == Call.reservation_id)
+            .where(Call.claimed_at >= since).group_by(at))
 
 
-def making_ping(session: Session, made: Reservation) -> Ping | None:
+def calls_since(session: Session, since: datetime, bucket=hour) -> list[Any]:
+    return list(session.execute(calls_query(since, bucket)))
+
+
+def making_ping_query(made: Reservation) -> Select:
     """The ping that made a reservation: its key's first ping naming it, read
-    through pings_key_time_idx from the moment it was made."""
-    return session.scalar(
-        select(Ping).where(Ping.key_id == made.key_id,
-                           Ping.created_at >= made.created_at - timedelta(seconds=1),
-                           Ping.created_at < made.created_at + PING_LAG,
-                           Ping.reservation_id == made.id)
-        .order_by(Ping.created_at, Ping.id).limit(1))
+    through pings_key_time_idx (or pings_time_idx) from the moment it was made."""
+    return (select(Ping).where(Ping.key_id == made.key_id,
+                               Ping.created_at >= made.created_at - timedelta(seconds=1),
+                               Ping.created_at < made.created_at + PING_LAG,
+                               Ping.reservation_id == made.id)
+            .order_by(Ping.created_at, Ping.id).limit(1))
 
 
 def reservation_page(session: Session, uuid: str) -> dict[str, Any]:
     found = reservation(session, uuid)
     calls = session.scalars(select(Call).where(Call.reservation_id == found.id)
                             .order_by(Call.id)).all()
-    return {"reservation": found, "calls": calls, "ping": making_ping(session, found),
+    return {"reservation": found, "calls": calls, "ping": session.scalar(making_ping_query(found)),
             "candidates": [int(t) for t in found.candidates.split(",") if t]}
 
 
