@@ -44,7 +44,12 @@ def test_the_right_password_opens_every_page(client, operator):
     cookie = answer.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/admin" in cookie
     for page in PAGES:
-        assert client.get(page).status_code == 200, page
+        answer = client.get(page)
+        assert answer.status_code == 200, page
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+        assert answer.headers["Cache-Control"] == "no-store"
+    missing = client.get("/admin/reservations/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and "no reservation" in missing.get_data(as_text=True)
 
 
 def test_a_wrong_password_opens_nothing(client, operator):
@@ -113,7 +118,7 @@ def test_the_session_key_is_made_once_readable_by_its_owner_alone(app, settings)
     assert app.config["SECRET_KEY"] == settings.admin_secret_file.read_bytes()
 
 
-def test_the_log_page_shows_a_ping_and_filters_by_outcome(client, market, operator):
+def test_the_log_page_shows_a_ping_and_filters_by_key_publisher_outcome_reason_and_time(client, market, operator):
     m = market(targets=[{"states": "CA"}])
     client.post("/rtbs.json", query_string={"key": m.key, "caller_zip": "10001"})
     log_in(client, operator)
@@ -122,6 +127,13 @@ def test_the_log_page_shows_a_ping_and_filters_by_outcome(client, market, operat
     reserved = client.get("/admin/log", query_string={"campaign": m.campaign_id,
                                                       "outcome": "reserved"})
     assert 'class="ping"' not in reserved.get_data(as_text=True)
+    for matching in ({"key": m.key_id}, {"publisher": m.publisher_id, "reason": "geo"},
+                     {"campaign": m.campaign_id, "start": "2026-01-01T00:00",
+                      "end": "2099-01-01T00:00"}):
+        page = client.get("/admin/log", query_string=matching).get_data(as_text=True)
+        assert page.count('class="ping"') == 1, matching
+    later = client.get("/admin/log", query_string={"key": m.key_id, "start": "2099-01-01T00:00"})
+    assert 'class="ping"' not in later.get_data(as_text=True)
     bad = client.get("/admin/log", query_string={"key": "x"}).get_data(as_text=True)
     assert "key must be a whole number" in bad
 

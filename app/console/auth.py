@@ -9,10 +9,19 @@ from flask_wtf.csrf import ValidationError, validate_csrf
 from app import logins
 from app.api import session as db_session
 from app.console.blueprint import bp
-from app.domain_errors import RateLimited, Unauthenticated
+from app.domain_errors import NotFound, RateLimited, Unauthenticated
 from app.models import Operator
 
 OPEN = {"console.login", "console.static"}
+# Nothing but this site's own files, in no other site's frame, kept by no cache.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 
 
 @bp.before_request
@@ -36,6 +45,17 @@ def require_operator():
         session.clear()
         return redirect(url_for("console.login", next=request.full_path))
     return None
+
+
+@bp.after_request
+def protect(response):
+    response.headers.update(HEADERS)
+    return response
+
+
+@bp.errorhandler(NotFound)
+def not_found(error: NotFound):
+    return render_template("refused.html", message=error.message), 404
 
 
 def local_path(target: str | None) -> str:
