@@ -224,7 +224,9 @@ CREATE TABLE IF NOT EXISTS calls (
   CONSTRAINT calls_target_fk FOREIGN KEY (target_id) REFERENCES targets (id),
   INDEX calls_call_id_idx (call_id),
   INDEX calls_target_live_idx (target_id, ended_at),
-  INDEX calls_open_idx (ended_at, answered_at, claimed_at)
+  INDEX calls_open_idx (ended_at, answered_at, claimed_at),
+  -- The admin dashboard's calls of the last hour and day.
+  INDEX calls_claimed_idx (claimed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- A call's end to post to its key's postback_url: queued by the trigger
@@ -368,6 +370,16 @@ CREATE TABLE IF NOT EXISTS operators (
   CONSTRAINT operators_name_uq UNIQUE (name),
   CONSTRAINT operators_token_uq UNIQUE (token_hash)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Failed logins to the admin pages, counted per scope ('n:<operator name>'
+-- or 'a:<source address>') in a window that starts with the first failure.
+-- The row's lock orders racing attempts from gunicorn's workers: each counts
+-- itself here first, and is refused once a scope is over its limit.
+CREATE TABLE IF NOT EXISTS login_failures (
+  scope VARCHAR(80) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+  failures INT UNSIGNED NOT NULL,
+  window_start TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+) ENGINE=InnoDB;
 
 -- --------------------------------------------------------- Kamailio tables
 

@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None,
                sessions: sessionmaker[Session] | None = None) -> Flask:
     from flask import Flask, g
 
-    from app import api, api_metrics, errors, log_api, targeting
+    from app import api, api_metrics, console, errors, log_api, targeting
     from app.bidding import Bidder
     from app.db import make_sessionmaker
     from app.ping_cache import PingCache
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None,
     api_metrics.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(log_api.bp)
+    console.init_app(app, settings)
     # Load the ZIP code and area code tables now, in each worker, rather than on a first ping.
     targeting.caller_of(None, {"caller_zip": "10001"})
     targeting.caller_of("+12025550123", {})

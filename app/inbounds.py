@@ -32,6 +32,9 @@ class Filters:
     # From start (inclusive) to end (exclusive), naive UTC.
     start: datetime | None = None
     end: datetime | None = None
+    key_ids: list[int] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
 
 
 def _status(now: datetime):
@@ -43,12 +46,14 @@ def _status(now: datetime):
 
 
 def keys(session: Session, filters: Filters) -> list[int] | None:
-    """The keys of the campaigns and publishers asked for (None: every key).
+    """The keys asked for, of the campaigns and publishers asked for (None: every key).
     Looked up first, so that MariaDB can read a rarely pinged campaign's pings
     through pings_key_time_idx rather than walk the whole log by time."""
-    if not filters.campaign_ids and not filters.publisher_ids:
+    if not (filters.key_ids or filters.campaign_ids or filters.publisher_ids):
         return None
     found = select(PostbackKey.id)
+    if filters.key_ids:
+        found = found.where(PostbackKey.id.in_(filters.key_ids))
     if filters.campaign_ids:
         found = found.where(PostbackKey.campaign_id.in_(filters.campaign_ids))
     if filters.publisher_ids:
@@ -85,7 +90,8 @@ def query(filters: Filters, key_ids: list[int] | None = None,
         # as dearer than sorting all pings; a few keys' pings may be sorted.
         found = found.with_hint(Ping, "FORCE INDEX FOR ORDER BY (pings_time_idx)")
     for column, wanted in ((Reservation.target_id, filters.target_ids),
-                           (status, filters.statuses)):
+                           (status, filters.statuses), (Ping.outcome, filters.outcomes),
+                           (Ping.reason, filters.reasons)):
         if wanted:
             found = found.where(column.in_(wanted))
     if filters.start is not None:
@@ -129,6 +135,7 @@ def _row(row, publisher_id: int, campaign_id: int) -> dict[str, Any]:
               if row.uuid is not None else None)
     return {
         "id": row.id,
+        "key_id": row.key_id,
         "uuid": row.uuid,
         "status": row.status,
         "outcome": row.outcome,

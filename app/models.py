@@ -297,6 +297,15 @@ class Operator(Base):
     created_at: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
 
 
+class LoginFailure(Base):
+    """Failed admin logins in the current window of one operator name or source address."""
+
+    __tablename__ = "login_failures"
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int]
+    window_start: Mapped[timestamp] = mapped_column(server_default="CURRENT_TIMESTAMP")
+
+
 class Subscriber(Base):
     """Kamailio auth_db's table; only HA1 is ever written."""
 

@@ -127,6 +127,7 @@ class Settings:
     # Threads per gunicorn worker (gthread): a ping waits on its buyers' bids
     # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
     http_threads: int = 8
+    admin_secure_cookie: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -177,6 +178,8 @@ class Settings:
             metrics_port=_port(env, "RTB_METRICS_PORT", 9464),
             postbacks=PostbackTimes.from_env(env),
             http_threads=_count(env, "RTB_HTTP_THREADS", 8),
+            # On when a TLS proxy serves /admin: browsers then send the cookie over HTTPS only.
+            admin_secure_cookie=_switch(env, "RTB_ADMIN_SECURE_COOKIE", False),
         )
 
     @property
@@ -196,3 +199,8 @@ class Settings:
     def rpc_secret_file(self) -> Path:
         """The secret Kamailio's JSON-RPC asks of every request, made once, mode 0600."""
         return self.var_dir / "rpc-secret"
+
+    @property
+    def admin_secret_file(self) -> Path:
+        """The key the admin pages sign their session cookies with, made once, mode 0600."""
+        return self.var_dir / "admin-secret"

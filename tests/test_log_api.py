@@ -192,6 +192,8 @@ EXPLAINED = [
     (inbounds.Filters(start=datetime(2026, 1, 1), end=datetime(2026, 1, 8)), None, False),
     (inbounds.Filters(statuses=["rejected"], target_ids=[1]), None, False),
     (inbounds.Filters(campaign_ids=[1, 2]), [1, 2], True),
+    (inbounds.Filters(outcomes=["rejected"], reasons=["geo"]), None, False),
+    (inbounds.Filters(key_ids=[1]), [1], True),
 ]
 
 
