@@ -784,7 +784,10 @@ BEGIN
     INSERT INTO calls (reservation_id, target_id, call_id, via, source, token)
       SELECT id, target_id, p_call_id, p_via, p_from, p_token FROM reservations WHERE id = v_id;
     SET p_call = LAST_INSERT_ID();
-    SELECT IFNULL(b.destination, IFNULL(t.sip_uri, rtb_gateway_uri(t.gateway_id, t.number)))
+    -- A bid's destination is a SIP URI, or an E.164 number for the target's gateway.
+    SELECT CASE WHEN b.destination LIKE '+%' THEN rtb_gateway_uri(t.gateway_id, b.destination)
+                ELSE IFNULL(b.destination, IFNULL(t.sip_uri, rtb_gateway_uri(t.gateway_id, t.number)))
+           END
       INTO p_destination
       FROM reservations r JOIN targets t ON t.id = r.target_id
       LEFT JOIN bids b ON b.uuid = r.uuid AND b.target_id = t.id AND b.payout IS NOT NULL

@@ -100,9 +100,10 @@ def _number(raw: Any) -> Decimal | None:
 
 
 def read(target_id: int, status: int, body: bytes, ms: float, fields: dict[str, str] | None,
-         max_bid: Decimal | None) -> Answer:
+         max_bid: Decimal | None, has_gateway: bool = False) -> Answer:
     """Judge a complete HTTP answer (the caller enforces time and size); a bid is
-    priced (Answer.priced) by the campaign's margin of the moment."""
+    priced (Answer.priced) by the campaign's margin of the moment. A phone number
+    is a destination only for a target with a carrier gateway."""
     def fail(reason: str, **found) -> Answer:
         return Answer(target_id, "error", ms, reason, **found)
 
@@ -139,10 +140,11 @@ def read(target_id: int, status: int, body: bytes, ms: float, fields: dict[str, 
     destination = _first(document, paths["destination"])
     if not isinstance(destination, str) or not destination.strip():
         return fail("no_destination", **found)
-    return _destined(target_id, ms, destination.strip(), found)
+    return _destined(target_id, ms, destination.strip(), found, has_gateway)
 
 
-def _destined(target_id: int, ms: float, destination: str, found: dict) -> Answer:
+def _destined(target_id: int, ms: float, destination: str, found: dict,
+              has_gateway: bool) -> Answer:
     from app.admin import SIP_URI
 
     if SIP_URI.match(destination) and len(destination) <= 255:
@@ -151,5 +153,7 @@ def _destined(target_id: int, ms: float, destination: str, found: dict) -> Answe
         number = to_e164(destination)
     except InvalidNumber:
         return Answer(target_id, "error", ms, "bad_destination", **found)
-    # A number is reached through a carrier gateway, which this target lacks.
+    # A number (kept in E.164) is called through the target's carrier gateway.
+    if has_gateway:
+        return Answer(target_id, "bid", ms, destination=number, **found)
     return Answer(target_id, "error", ms, "number_needs_gateway", destination=number, **found)

@@ -101,7 +101,7 @@ class Bidder:
         if 300 <= status < 400:
             return Answer(target.id, "error", _ms(started), "redirect")
         return bid_answers.read(target.id, status, body, _ms(started), target.bid_fields,
-                                target.max_bid)
+                                target.max_bid, target.gateway_id is not None)
 
     def _fetch(self, request: dict, ends: float, budget: float) -> tuple[int, bytes]:
         """The status and body; each socket wait is at most the budget, and the

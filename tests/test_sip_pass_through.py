@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select, text
 
 from app.models import Reservation
+from tests.gateway_sip import digest_matches, gateway_scenario, invites
 from tests.http_buyers import HttpBuyers
 from tests.sip import dial
+from tests.test_gateways import add_gateway
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +77,20 @@ def test_a_call_whose_bidder_is_full_falls_back_to_the_next_bid_skipping_an_expi
     assert "INVITE" not in expired.received()
     rerouted = row(sessions, arriving)
     assert (rerouted.target_id, float(rerouted.payout)) == (m.target_ids[2], 10.0)
+
+
+def test_a_bid_for_a_phone_number_is_called_through_the_target_s_gateway(
+        client, market, buyers, http_buyers, edge, workdir, sessions):
+    gw = buyers(scenario=gateway_scenario(workdir, challenge=407))
+    name = add_gateway(sessions, gw.port, username="trunk-9", password="p4ss")
+    url = http_buyers.add(uuidlib.uuid4().hex,
+                          body={"bidId": "n1", "bidAmount": 12, "phoneNumber": "(212) 555-0199"})
+    m = market(targets=[{"sip_uri": None, "payout": None, "bid_url": url, "gateway": name}])
+    uuid = reserve(client, m.key)
+    call = dial(workdir, edge, uuid, source_ip=m.ip)
+    assert call.returncode == 0, call.log
+    assert gw.wait() == 0
+    challenged, answered = invites(gw.received())
+    assert answered.startswith(f"INVITE sip:+12125550199@127.0.0.1:{gw.port} SIP/2.0"), answered
+    assert digest_matches(answered, "Proxy-Authorization", "trunk-9", "p4ss"), answered
+    assert (row(sessions, uuid).status, float(row(sessions, uuid).payout)) == ("completed", 12.0)

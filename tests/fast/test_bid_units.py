@@ -22,6 +22,15 @@ def answer(body, status=200, fields=None, max_bid=None, margin=NO_MARGIN):
     return read(9, status, raw, 12.5, fields, max_bid).priced(margin)
 
 
+def test_a_phone_number_is_a_destination_only_for_a_target_with_a_gateway():
+    raw = json.dumps({"bidAmount": 5, "phoneNumber": "(212) 555-0199"}).encode()
+    through_gateway = read(9, 200, raw, 12.5, None, None, has_gateway=True)
+    without = read(9, 200, raw, 12.5, None, None)
+    assert (through_gateway.outcome, through_gateway.destination) == ("bid", "+12125550199")
+    assert (without.outcome, without.reason, without.destination) == (
+        "error", "number_needs_gateway", "+12125550199")
+
+
 def test_a_ringba_answer_is_a_bid_with_its_id_destination_and_expiry():
     found = answer({"bidId": "B1", "bidAmount": 15.5, "sipAddress": "sip:RTBB1@192.0.2.1",
                     "expireInSeconds": 40})
