@@ -37,6 +37,7 @@ RTB demo is up (state in {settings.var_dir}).
   SIP edge  {settings.sip_addr}:{settings.sip_port}, the publisher calls from {market.PUBLISHER_IP}
   Metrics   http://{settings.metrics_host}:{settings.metrics_port}/metrics (app)
             http://127.0.0.1:{settings.rpc_port}/metrics (Kamailio)
+  Web page  {http}/admin/ (an operator first: {env} .venv/bin/rtbctl operator add NAME)
   Look      {env} .venv/bin/rtbctl report --since 1h
             {env} .venv/bin/rtbctl reservations --limit 5
 
