@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from app import targeting
+from app import metrics, targeting
 from app.bid_answers import Answer, Margin
 from app.bid_templates import PingFacts
 from app.bidding import Bidder
@@ -82,6 +82,7 @@ def bid(session: Session, bidder: Bidder, ranked: list[Any], facts: PingFacts, s
     fresh = [t for t in buyers if t.id not in asked]
     for answer in bidder.ask(fresh, facts, seconds):
         asked[answer.target_id] = answer
+        metrics.BIDS.labels(answer.outcome).inc()
     margin = margin_of(ranked[0])
     answers = [asked[t.id].priced(margin) for t in buyers]
     payouts = {a.target_id: a.payout for a in answers if a.payout is not None}

@@ -1,5 +1,5 @@
 """The app's Prometheus metrics: pings by outcome and reason and how long they
-took, confirms by result, requests the database failed, and the Kamailio
+took, pass-through buyers' answers by outcome, confirms by result, requests the database failed, and the Kamailio
 pushes that failed.
 
 Each gunicorn worker writes its own files under PROMETHEUS_MULTIPROC_DIR
@@ -17,6 +17,8 @@ PINGS = Counter("rtb_pings", "Pings answered, by outcome (reserved, confirmed, d
                 ["outcome", "reason"])
 PING_SECONDS = Histogram("rtb_ping_seconds", "Seconds from a ping's arrival to its answer",
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+BIDS = Counter("rtb_bids", "Pass-through buyers asked, by what they answered: bid, no_bid, "
+               "over_max, timeout, error", ["outcome"])
 CONFIRMS = Counter("rtb_confirms", "Confirms (PUT/PATCH /rtbs/<uuid>.json), by the status "
                    "answered or the error's code", ["result"])
 DATABASE_FAILURES = Counter("rtb_database_failures", "Requests the database failed: "

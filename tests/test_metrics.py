@@ -27,6 +27,7 @@ from app import create_app
 from app.db import make_sessionmaker
 from app.settings import Settings
 from tests.conftest import SIP_DOMAIN, stack_env
+from tests.http_buyers import HttpBuyers
 from tests.market import make_market, next_loopback
 from tests.private_stack import eventually
 from tests.raw_sip import digest_invite
@@ -134,6 +135,26 @@ def test_pings_answered_by_every_worker_add_up(instance):
     writers = {name.rsplit("_", 1)[1] for name in os.listdir(settings.metrics_dir)
                if name.startswith("counter_")}
     assert len(writers) >= 2, writers
+
+
+def test_pass_through_buyers_answers_are_counted_by_outcome(instance):
+    settings, sessions, _ = instance
+    api, app_metrics, _ = urls(settings)
+    buyers = HttpBuyers()
+    try:
+        bids = buyers.add("bids", body={"bidAmount": 7, "sipAddress": "sip:b@127.0.0.1:9"})
+        quiet = buyers.add("quiet", status=204)
+        m = make_market(sessions, [{"sip_uri": None, "payout": None, "bid_url": url}
+                                   for url in (bids, quiet)])
+        before = scrape(app_metrics)
+        assert post(f"{api}/rtbs.json?key={m.key}") == 200
+        after = scrape(app_metrics)
+    finally:
+        buyers.stop()
+    assert value(after, "rtb_bids_total", outcome="bid") - value(
+        before, "rtb_bids_total", outcome="bid") == 1
+    assert value(after, "rtb_bids_total", outcome="no_bid") - value(
+        before, "rtb_bids_total", outcome="no_bid") == 1
 
 
 def test_a_worker_that_dies_leaves_its_counts_in_the_sum(instance):
