@@ -784,10 +784,10 @@ BEGIN
     INSERT INTO calls (reservation_id, target_id, call_id, via, source, token)
       SELECT id, target_id, p_call_id, p_via, p_from, p_token FROM reservations WHERE id = v_id;
     SET p_call = LAST_INSERT_ID();
-    -- A bid's destination is a SIP URI, or an E.164 number for the target's gateway.
-    SELECT CASE WHEN b.destination LIKE '+%' THEN rtb_gateway_uri(t.gateway_id, b.destination)
-                ELSE IFNULL(b.destination, IFNULL(t.sip_uri, rtb_gateway_uri(t.gateway_id, t.number)))
-           END
+    -- A number (the winning bid's, else the target's) through the target's
+    -- gateway; else the bid's SIP URI, else the target's.
+    SELECT IFNULL(rtb_gateway_uri(t.gateway_id, rtb_gateway_number(r.uuid, t.id)),
+                  IFNULL(b.destination, t.sip_uri))
       INTO p_destination
       FROM reservations r JOIN targets t ON t.id = r.target_id
       LEFT JOIN bids b ON b.uuid = r.uuid AND b.target_id = t.id AND b.payout IS NOT NULL
@@ -795,6 +795,18 @@ BEGIN
   END IF;
   COMMIT;
 END //
+
+-- The phone number (E.164) a call for reservation p_uuid on target p_target
+-- is sent to through the target's gateway: the winning bid's, when it
+-- named a number, else the target's own; NULL when the call goes to a SIP
+-- URI (a bid's or the target's), which never gets the gateway's credentials.
+CREATE OR REPLACE FUNCTION rtb_gateway_number(
+  p_uuid CHAR(36) CHARACTER SET ascii, p_target INT UNSIGNED) RETURNS VARCHAR(16)
+READS SQL DATA
+RETURN (SELECT IF(b.destination IS NULL, t.number, IF(b.destination LIKE '+%', b.destination, NULL))
+          FROM targets t
+          LEFT JOIN bids b ON b.uuid = p_uuid AND b.target_id = t.id AND b.payout IS NOT NULL
+         WHERE t.id = p_target) //
 
 -- Where a call for phone number p_number (E.164) goes through gateway
 -- p_gateway: sip:<prefix><the number's digits>@host:port, with
@@ -809,8 +821,9 @@ RETURN (SELECT CONCAT('sip:', prefix, TRIM(LEADING '+' FROM p_number), '@', host
 
 -- The username and password of the gateway call p_call (its id and token,
 -- as its claim returned them) went to, for the edge to answer the
--- gateway's challenge; NULL when it has none. The edge reads no gateway
--- otherwise.
+-- gateway's challenge; NULL when it has none, or when the call went to a
+-- SIP URI (a bid's, a target's), whose challenge is not the gateway's. The
+-- edge reads no gateway otherwise.
 CREATE OR REPLACE PROCEDURE rtb_gateway_auth(
   IN p_call BIGINT UNSIGNED, IN p_token CHAR(32) CHARACTER SET ascii,
   OUT p_username VARCHAR(64), OUT p_password VARCHAR(128))
@@ -818,8 +831,10 @@ READS SQL DATA
 BEGIN
   SET p_username = NULL, p_password = NULL;
   SELECT g.username, g.password INTO p_username, p_password
-    FROM calls c JOIN targets t ON t.id = c.target_id JOIN gateways g ON g.id = t.gateway_id
-   WHERE c.id = p_call AND c.token = p_token AND c.token <> '' AND c.ended_at IS NULL;
+    FROM calls c JOIN reservations r ON r.id = c.reservation_id
+    JOIN targets t ON t.id = c.target_id JOIN gateways g ON g.id = t.gateway_id
+   WHERE c.id = p_call AND c.token = p_token AND c.token <> '' AND c.ended_at IS NULL
+     AND rtb_gateway_number(r.uuid, t.id) IS NOT NULL;
 END //
 
 -- The SIP headers for call p_call's buyer (its id and token, as its claim

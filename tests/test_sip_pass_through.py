@@ -94,3 +94,18 @@ def test_a_bid_for_a_phone_number_is_called_through_the_target_s_gateway(
     assert answered.startswith(f"INVITE sip:+12125550199@127.0.0.1:{gw.port} SIP/2.0"), answered
     assert digest_matches(answered, "Proxy-Authorization", "trunk-9", "p4ss"), answered
     assert (row(sessions, uuid).status, float(row(sessions, uuid).payout)) == ("completed", 12.0)
+
+
+def test_a_bid_s_sip_destination_on_a_target_with_a_gateway_never_gets_its_credentials(
+        client, market, buyers, http_buyers, edge, workdir, sessions):
+    """A buyer may name any SIP URI in its bid; a challenge from there is the
+    caller's to answer, not the gateway's credentials'."""
+    stranger = buyers(scenario=gateway_scenario(workdir, challenge=407))
+    name = add_gateway(sessions, 5060, username="trunk-9", password="p4ss")
+    url = http_buyers.add(uuidlib.uuid4().hex,
+                          body={"bidId": "s1", "bidAmount": 12, "sipAddress": stranger.uri})
+    m = market(targets=[{"sip_uri": None, "payout": None, "bid_url": url, "gateway": name}])
+    call = dial(workdir, edge, reserve(client, m.key), source_ip=m.ip, refused_with=407)
+    assert call.returncode == 0, call.log
+    received = stranger.received()
+    assert received.count("INVITE sip:") == 1 and "Authorization:" not in received
