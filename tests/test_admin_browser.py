@@ -4,22 +4,23 @@ Each page's screenshot is kept as an artifact; the test prints the folder."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as arrived
+from selenium.webdriver.support.wait import WebDriverWait
 from werkzeug.serving import make_server
 
 from app.reservations import utcnow
 from tests.admin_pages import PASSWORD, new_operator
 from tests.procedures import call_event, claim
 
+# Installed by `make packages` (chromium, chromium-driver): missing, the test fails.
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-webdriver = pytest.importorskip("selenium.webdriver")
-pytestmark = pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
-                                reason="needs Debian's chromium and chromium-driver (make packages)")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,6 @@ def served(app):
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
@@ -57,10 +56,6 @@ def screenshots(tmp_path_factory) -> Path:
 
 def test_an_operator_logs_in_finds_a_fresh_ping_and_its_reservation_and_sees_charts(
         served, browser, screenshots, client, market, sessions):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as arrived
-    from selenium.webdriver.support.wait import WebDriverWait
-
     def wait_for(condition):
         # A click returns before the next page loads: wait for it, not for time.
         WebDriverWait(browser, 10).until(condition)
