@@ -21,7 +21,8 @@ from app.bid_templates import PingFacts
 from app.bidding import Bidder
 from app.reservations import DIALABLE
 
-# rtb_ping_once and rtb_confirm_once hold the same test of room, under lock.
+# rtb_ping_once and rtb_confirm_once hold the same test of room, under lock
+# (tests/test_shared_rules.py pins the three together).
 _ROOM = text("""
 SELECT t.id FROM targets t JOIN target_usage u ON u.target_id = t.id
  WHERE t.id IN :ids

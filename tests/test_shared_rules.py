@@ -12,7 +12,7 @@ import uuid as uuidlib
 import pytest
 from sqlalchemy import select, text
 
-from app import reservations
+from app import auction, reservations
 from app.models import Reservation
 from app.phone import to_e164
 from app.settings import PROJECT_DIR
@@ -155,3 +155,21 @@ def test_python_and_kamailio_accept_the_same_uuids(uuid):
 
 def test_the_posix_matcher_tells_a_match_from_a_miss():
     assert kamailio_matches("^a+$", "AAA") and not kamailio_matches("^a+$", "aab")
+
+
+def _procedure(name: str) -> str:
+    start = SCHEMA.index(f"CREATE OR REPLACE PROCEDURE {name}(")
+    return SCHEMA[start:SCHEMA.index("END //", start)]
+
+
+def test_the_ping_the_claim_and_the_auction_test_a_target_s_room_alike():
+    """Room under the caps is tested under lock by rtb_ping_once and
+    rtb_confirm_once, and before asking buyers by app/auction.py: one rule."""
+    room = re.compile(r"\(t\.concurrency_cap IS NULL OR u\.live < t\.concurrency_cap\)\s+"
+                      r"AND \(t\.hourly_cap IS NULL OR u\.this_hour < t\.hourly_cap\)\s+"
+                      r"AND \(t\.daily_cap IS NULL OR u\.today < t\.daily_cap\)\s+"
+                      r"AND \(t\.monthly_cap IS NULL OR u\.this_month < t\.monthly_cap\)")
+    for where in (_procedure("rtb_ping_once"), _procedure("rtb_confirm_once"),
+                  str(auction._ROOM)):
+        assert len(room.findall(where)) == 1, where[:200]
+        assert "JOIN target_usage u ON u.target_id = t.id" in where
