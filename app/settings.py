@@ -128,6 +128,8 @@ class Settings:
     # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
     http_threads: int = 8
     admin_secure_cookie: bool = False
+    # Kamailio's database nodes, writer-preference order (db_cluster when more than one).
+    kamailio_database_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -180,6 +182,8 @@ class Settings:
             http_threads=_count(env, "RTB_HTTP_THREADS", 8),
             # On when a TLS proxy serves /admin: browsers then send the cookie over HTTPS only.
             admin_secure_cookie=_switch(env, "RTB_ADMIN_SECURE_COOKIE", False),
+            kamailio_database_urls=tuple(
+                url.strip() for url in env.get("RTB_KAMAILIO_DATABASE_URLS", "").split(",") if url.strip()),
         )
 
     @property
