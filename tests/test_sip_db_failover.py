@@ -22,7 +22,7 @@ from app.kamailio_rpc import KamailioRPC, RPCError
 from app.settings import Settings
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
-from tests.conftest import stack_env
+from tests.conftest import running, stack_env
 from tests.market import make_market
 from tests.polling import eventually
 from tests.sip import dial
@@ -101,6 +101,17 @@ def nodes(tmp_path_factory):
     started.stop()
 
 
+@pytest.fixture(scope="module")
+def second_edge(nodes, tmp_path_factory):
+    """Another edge on this machine, on the same nodes: its own state folder
+    (ports, run folder, pid file), the first edge's RPC secret (a link)."""
+    settings = Settings.from_env({**stack_env(tmp_path_factory.mktemp("edge2")),
+                                  "RTB_SIP_TOPOLOGY_HIDING": "0",
+                                  "RTB_KAMAILIO_DATABASE_URLS": nodes.env["RTB_KAMAILIO_DATABASE_URLS"]})
+    settings.rpc_secret_file.symlink_to(nodes.kamailio.settings.rpc_secret_file)
+    yield from running(Kamailio(settings))
+
+
 def claims(sessions, uuid: str) -> int:
     with sessions() as db:
         return db.execute(text("SELECT COUNT(*) FROM calls c JOIN reservations r "
@@ -127,7 +138,40 @@ def relayed(buyer, uuid: str) -> int:
     return buyer.received().count(f"X-RTB-Reservation: {uuid}")
 
 
-@pytest.mark.parametrize("fault", [signal.SIGSTOP, signal.SIGKILL], ids=["frozen", "dead"])
+def test_two_edges_on_one_machine_share_the_rpc_secret_and_claim_a_reservation_once(
+        nodes, second_edge, buyers, workdir):
+    b = buyers()
+    m = make_market(nodes.first, [{"sip_uri": b.uri}])
+    uuid = nodes.reserve(m.key)
+    nodes.copy_to_second()
+    # The app holds one secret for every edge; this reservation was pushed
+    # to the first edge only: the second finds it in the database.
+    other = KamailioRPC(second_edge.settings.rpc_url, nodes.kamailio.settings.rpc_secret_file, 2)
+    assert eventually(lambda: reloaded(other), 5)
+    edge = (second_edge.settings.sip_addr, second_edge.settings.sip_port)
+    assert dial(workdir, edge, uuid, source_ip=m.ip).returncode == 0
+    again = dial(workdir, nodes.edge, uuid, source_ip=m.ip, refused_with=410)
+    assert again.returncode == 0, again.log
+    assert claims(nodes.first, uuid) == 1 and b.wait() == 0
+
+
+# How the first node is lost, and given back: an error to every claim
+# (what a Galera node not synced answers: 1047), a hung server (its port
+# still accepts), a dead one.
+REVOKE = "REVOKE EXECUTE ON PROCEDURE rtb.rtb_confirm FROM rtb_edge"
+GRANT = "GRANT EXECUTE ON PROCEDURE rtb.rtb_confirm TO rtb_edge"
+FAULTS = {"erring": (REVOKE, GRANT), "frozen": (signal.SIGSTOP, signal.SIGCONT),
+          "dead": (signal.SIGKILL, signal.SIGCONT)}
+
+
+def inflict(node: PrivateMariaDB, action) -> None:
+    if isinstance(action, str):
+        node.root_sql(action)
+    else:
+        signal_node(node, action)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 def test_an_edge_with_two_database_nodes_claims_through_the_second_when_the_first_is_lost(
         nodes, buyers, workdir, fault):
     b = buyers(calls=3)
@@ -135,19 +179,20 @@ def test_an_edge_with_two_database_nodes_claims_through_the_second_when_the_firs
     before, after = nodes.reserve(m.key), nodes.reserve(m.key)
     nodes.copy_to_second()
     # The edge is on the first node (back on it, after the last test's
-    # thaw): a reservation only the first holds connects.
+    # fault): a reservation only the first holds connects.
     only_first = nodes.reserve(m.key)
     assert eventually(lambda: dial(workdir, nodes.edge, only_first, source_ip=m.ip).returncode == 0,
                       FAILOVER_SECONDS, interval=1)
     assert dial(workdir, nodes.edge, before, source_ip=m.ip).returncode == 0
     assert claims(nodes.first, before) == 1 and claims(nodes.second, before) == 0
 
-    signal_node(nodes.nodes[0], fault)
+    lose, restore = FAULTS[fault]
+    inflict(nodes.nodes[0], lose)
     try:
         seconds = connects_after(nodes, workdir, after, m.ip)
     finally:
-        signal_node(nodes.nodes[0], signal.SIGCONT)
-    print(f"{signal.Signals(fault).name}: a new call connected {seconds:.1f} s after")
+        inflict(nodes.nodes[0], restore)
+    print(f"{fault}: a new call connected {seconds:.1f} s after")
 
     assert claims(nodes.second, after) == 1
     assert b.wait() == 0
