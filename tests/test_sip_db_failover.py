@@ -22,7 +22,7 @@ from app.kamailio_rpc import KamailioRPC, RPCError
 from app.settings import Settings
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB
-from tests.conftest import running, stack_env
+from tests.conftest import stack_env
 from tests.market import make_market
 from tests.polling import eventually
 from tests.sip import dial
@@ -101,17 +101,6 @@ def nodes(tmp_path_factory):
     started.stop()
 
 
-@pytest.fixture(scope="module")
-def second_edge(nodes, tmp_path_factory):
-    """Another edge on this machine, on the same nodes: its own state folder
-    (ports, run folder, pid file), the first edge's RPC secret (a link)."""
-    settings = Settings.from_env({**stack_env(tmp_path_factory.mktemp("edge2")),
-                                  "RTB_SIP_TOPOLOGY_HIDING": "0",
-                                  "RTB_KAMAILIO_DATABASE_URLS": nodes.env["RTB_KAMAILIO_DATABASE_URLS"]})
-    settings.rpc_secret_file.symlink_to(nodes.kamailio.settings.rpc_secret_file)
-    yield from running(Kamailio(settings))
-
-
 def claims(sessions, uuid: str) -> int:
     with sessions() as db:
         return db.execute(text("SELECT COUNT(*) FROM calls c JOIN reservations r "
@@ -139,19 +128,30 @@ def relayed(buyer, uuid: str) -> int:
 
 
 def test_two_edges_on_one_machine_share_the_rpc_secret_and_claim_a_reservation_once(
-        nodes, second_edge, buyers, workdir):
+        nodes, buyers, workdir, tmp_path_factory):
     b = buyers()
     m = make_market(nodes.first, [{"sip_uri": b.uri}])
     uuid = nodes.reserve(m.key)
     nodes.copy_to_second()
-    # The app holds one secret for every edge; this reservation was pushed
-    # to the first edge only: the second finds it in the database.
-    other = KamailioRPC(second_edge.settings.rpc_url, nodes.kamailio.settings.rpc_secret_file, 2)
-    assert eventually(lambda: reloaded(other), 5)
-    edge = (second_edge.settings.sip_addr, second_edge.settings.sip_port)
-    assert dial(workdir, edge, uuid, source_ip=m.ip).returncode == 0
-    again = dial(workdir, nodes.edge, uuid, source_ip=m.ip, refused_with=410)
-    assert again.returncode == 0, again.log
+    # Another edge on the same nodes: its own state folder (ports, run
+    # folder, pid file), the first edge's RPC secret (a link). It loads the
+    # live reservations at start, this one among them.
+    settings = Settings.from_env({**stack_env(tmp_path_factory.mktemp("edge2")),
+                                  "RTB_SIP_TOPOLOGY_HIDING": "0",
+                                  "RTB_KAMAILIO_DATABASE_URLS": nodes.env["RTB_KAMAILIO_DATABASE_URLS"]})
+    settings.rpc_secret_file.symlink_to(nodes.kamailio.settings.rpc_secret_file)
+    second = Kamailio(settings)
+    second.start()
+    try:
+        # The app holds one secret for every edge.
+        rpc = KamailioRPC(settings.rpc_url, nodes.kamailio.settings.rpc_secret_file, 2)
+        assert rpc.call("htable.get", "rsv", uuid)["item"]["value"].startswith(f"{m.publisher_id},")
+        edge = (settings.sip_addr, settings.sip_port)
+        assert dial(workdir, edge, uuid, source_ip=m.ip).returncode == 0
+        again = dial(workdir, nodes.edge, uuid, source_ip=m.ip, refused_with=410)
+        assert again.returncode == 0, again.log
+    finally:
+        second.stop()
     assert claims(nodes.first, uuid) == 1 and b.wait() == 0
 
 
