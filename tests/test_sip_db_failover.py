@@ -15,7 +15,7 @@ import time
 import pytest
 from sqlalchemy import text
 
-from app import create_app
+from app import admin, create_app
 from app.database_urls import private_url
 from app.db import make_sessionmaker
 from app.kamailio_rpc import KamailioRPC, RPCError
@@ -131,6 +131,10 @@ def test_two_edges_on_one_machine_share_the_rpc_secret_and_claim_a_reservation_o
         nodes, buyers, workdir, tmp_path_factory):
     b = buyers()
     m = make_market(nodes.first, [{"sip_uri": b.uri}])
+    with nodes.first() as db:
+        admin.set_sip_user(db, m.publisher_id, f"pub{m.publisher_id}", "secret",
+                           nodes.kamailio.settings.sip_realm, nodes.kamailio.settings.sip_domain)
+        db.commit()
     uuid = nodes.reserve(m.key)
     nodes.copy_to_second()
     # Another edge on the same nodes: its own state folder (ports, run
@@ -146,8 +150,11 @@ def test_two_edges_on_one_machine_share_the_rpc_secret_and_claim_a_reservation_o
         # The app holds one secret for every edge.
         rpc = KamailioRPC(settings.rpc_url, nodes.kamailio.settings.rpc_secret_file, 2)
         assert rpc.call("htable.get", "rsv", uuid)["item"]["value"].startswith(f"{m.publisher_id},")
+        # Digest credentials are read through db_cluster too.
         edge = (settings.sip_addr, settings.sip_port)
-        assert dial(workdir, edge, uuid, source_ip=m.ip).returncode == 0
+        call = dial(workdir, edge, uuid, source_ip="127.0.0.1", user=f"pub{m.publisher_id}",
+                    password="secret")
+        assert call.returncode == 0, call.log
         again = dial(workdir, nodes.edge, uuid, source_ip=m.ip, refused_with=410)
         assert again.returncode == 0, again.log
     finally:
