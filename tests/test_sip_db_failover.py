@@ -1,9 +1,11 @@
 """An edge given two database nodes (RTB_KAMAILIO_DATABASE_URLS, db_cluster):
 two plain private MariaDB servers holding the same rows, as a cluster's
-nodes would. Calls are claimed on the first; when it dies (SIGKILL) or
-hangs (SIGSTOP: its port still accepts, nothing answers) a new call
-connects through the second within seconds, and no call is relayed
-without its claim recorded where it was made."""
+nodes would. Calls are claimed on the first; when it errs (as a Galera node
+not synced does), dies (SIGKILL) or hangs (SIGSTOP: its port still accepts,
+nothing answers) a new call connects through the second within seconds, no
+call is relayed without its claim recorded where it was made, and the edge
+goes back to the first once it answers. A second edge on the same machine
+shares the RPC secret and the claims."""
 
 from __future__ import annotations
 
@@ -74,6 +76,8 @@ class Nodes:
 
     def stop(self):
         self.kamailio.stop()
+        for sessions in (self.first, self.second):
+            sessions.kw["bind"].dispose()
         for node in self.nodes:
             signal_node(node, signal.SIGCONT)
             node.stop()
