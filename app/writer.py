@@ -1,0 +1,159 @@
+"""One writer among several database nodes (docs/scale-out.md: why one).
+
+The app connects to the first node in writer-preference order that answers
+within a short timeout and is synced: a plain MariaDB (`@@wsrep_on` = 0) or
+a Galera node with `wsrep_ready` ON and `wsrep_local_state` 4. A watcher
+thread in each process asks again every second; when the writer changes, it
+shuts down the sockets of every connection to another node, so a statement
+waiting on a frozen node fails at once (and its transaction is tried again,
+app/db.py) instead of after a read timeout, and the pool's checkout refuses
+the idle ones. Once the first node is synced again, the app moves back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import weakref
+
+import pymysql
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import DisconnectionError
+
+log = logging.getLogger(__name__)
+
+# Seconds between the watcher's looks, and what a look may wait for a node.
+WATCH_SECONDS = 1.0
+PROBE_TIMEOUT = 1
+
+
+def synced(connection: pymysql.connections.Connection) -> bool:
+    """SHOW only: a Galera node not ready refuses other statements (1047)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+        row = cursor.fetchone()
+        if row is None or row[1] == "OFF":
+            return True
+        cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                       "('wsrep_ready', 'wsrep_local_state')")
+        status = dict(cursor.fetchall())
+    return status.get("wsrep_ready") == "ON" and status.get("wsrep_local_state") == "4"
+
+
+class Writer:
+    """The engine's `creator`: a connection to the writer, found in order."""
+
+    def __init__(self, nodes: list[dict], connect_args: dict):
+        """nodes: pymysql's keyword arguments for each node, in order."""
+        self.nodes = nodes
+        self.connect_args = connect_args
+        # The node the app writes through; None until one is found.
+        self.current: int | None = None
+        self._sockets: dict[int, weakref.WeakSet] = {i: weakref.WeakSet() for i in range(len(nodes))}
+        self._lock = threading.Lock()
+        self._watcher_pid: int | None = None
+        self._stopped = threading.Event()
+
+    def _open(self, index: int, connect_timeout: float, read_timeout: float,
+              **extra) -> pymysql.connections.Connection:
+        """A connection over a socket we keep, so the watcher can shut it down."""
+        node = self.nodes[index]
+        sock = socket.create_connection((node["host"], node.get("port", 3306)), connect_timeout)
+        connection = pymysql.connect(**{**node, **extra, "read_timeout": read_timeout,
+                                        "connect_timeout": connect_timeout, "defer_connect": True})
+        try:
+            connection.connect(sock)
+        except BaseException:
+            sock.close()
+            raise
+        connection.rtb_node, connection.rtb_sock = index, sock
+        return connection
+
+    def usable(self, index: int) -> bool:
+        try:
+            connection = self._open(index, PROBE_TIMEOUT, PROBE_TIMEOUT)
+        except (OSError, pymysql.MySQLError):
+            return False
+        try:
+            return synced(connection)
+        except (OSError, pymysql.MySQLError):
+            return False
+        finally:
+            connection.close()
+
+    def connect(self) -> pymysql.connections.Connection:
+        """The first node from the watcher's choice on that is up and synced."""
+        self._watch()
+        start = self.current or 0
+        error: Exception | None = None
+        for index in [*range(start, len(self.nodes)), *range(start)]:
+            try:
+                connection = self._open(index, self.connect_args["connect_timeout"],
+                                        self.connect_args["read_timeout"], **self.connect_args)
+                if synced(connection):
+                    with self._lock:
+                        self._sockets[index].add(connection.rtb_sock)
+                    if index != self.current:
+                        self._choose(index)
+                    return connection
+                connection.close()
+            except (OSError, pymysql.MySQLError) as refused:
+                error = refused
+        raise pymysql.err.OperationalError(
+            2003, f"no database node is up and synced (last: {error})")
+
+    def look(self) -> None:
+        """One look: the first usable node becomes the writer."""
+        chosen = next((i for i in range(len(self.nodes)) if self.usable(i)), None)
+        if chosen is not None and chosen != self.current:
+            self._choose(chosen)
+
+    def _choose(self, chosen: int) -> None:
+        log.warning("database writer: node %d (was %s)", chosen + 1,
+                    "none" if self.current is None else self.current + 1)
+        with self._lock:
+            self.current = chosen
+            others = [s for i, sockets in self._sockets.items() if i != chosen for s in sockets]
+        for sock in others:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _watch(self) -> None:
+        """Start this process's watcher (gunicorn forks workers after the engine is made)."""
+        with self._lock:
+            if self._watcher_pid == os.getpid():
+                return
+            self._watcher_pid = os.getpid()
+        threading.Thread(target=self._run, name="rtb-writer-watch", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(WATCH_SECONDS):
+            try:
+                self.look()
+            except Exception:
+                log.exception("database writer: the look failed")
+
+
+def pymysql_nodes(engine: Engine, urls: list[URL]) -> list[dict]:
+    """Each URL as pymysql's keyword arguments, as the dialect would pass them."""
+    return [engine.dialect.create_connect_args(url)[1] for url in urls]
+
+
+def follow(engine: Engine, writer: Writer) -> None:
+    """A pooled connection to a node that is no longer the writer is not handed
+    out (the pool opens another); the watcher stops with the engine."""
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection, _record, _proxy):
+        if dbapi_connection.rtb_node != writer.current:
+            raise DisconnectionError("this node is no longer the writer")
+
+    event.listen(engine, "engine_disposed", lambda _engine: writer.stop())
