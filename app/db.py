@@ -56,9 +56,8 @@ def make_engine(settings: Settings) -> Engine:
     if len(urls) == 1:
         return create_engine(urls[0], connect_args=_connect_args(5), **options)
     # Several nodes: shorter waits, so a dead or frozen node is left in seconds.
-    writer = Writer([], _connect_args(2))
+    writer = Writer(pymysql_nodes(urls), _connect_args(2))
     engine = create_engine(urls[0], creator=writer.connect, **options)
-    writer.nodes = pymysql_nodes(engine, urls)
     follow(engine, writer)
     return engine
 

@@ -57,13 +57,13 @@ class Writer:
         self._watcher_pid: int | None = None
         self._stopped = threading.Event()
 
-    def _open(self, index: int, connect_timeout: float, read_timeout: float,
-              **extra) -> pymysql.connections.Connection:
-        """A connection over a socket we keep, so the watcher can shut it down."""
+    def _open(self, index: int, options: dict) -> pymysql.connections.Connection:
+        """A connection over a socket we keep, so the watcher can shut it down.
+        options: pymysql's, connect_timeout and read_timeout among them."""
         node = self.nodes[index]
-        sock = socket.create_connection((node["host"], node.get("port", 3306)), connect_timeout)
-        connection = pymysql.connect(**{**node, **extra, "read_timeout": read_timeout,
-                                        "connect_timeout": connect_timeout, "defer_connect": True})
+        sock = socket.create_connection((node["host"], node.get("port", 3306)),
+                                        options["connect_timeout"])
+        connection = pymysql.connect(**{**node, **options, "defer_connect": True})
         try:
             connection.connect(sock)
         except BaseException:
@@ -74,7 +74,8 @@ class Writer:
 
     def usable(self, index: int) -> bool:
         try:
-            connection = self._open(index, PROBE_TIMEOUT, PROBE_TIMEOUT)
+            connection = self._open(index, {"connect_timeout": PROBE_TIMEOUT,
+                                            "read_timeout": PROBE_TIMEOUT})
         except (OSError, pymysql.MySQLError):
             return False
         try:
@@ -91,8 +92,7 @@ class Writer:
         error: Exception | None = None
         for index in [*range(start, len(self.nodes)), *range(start)]:
             try:
-                connection = self._open(index, self.connect_args["connect_timeout"],
-                                        self.connect_args["read_timeout"], **self.connect_args)
+                connection = self._open(index, self.connect_args)
                 if synced(connection):
                     with self._lock:
                         self._sockets[index].add(connection.rtb_sock)
@@ -142,9 +142,10 @@ class Writer:
                 log.exception("database writer: the look failed")
 
 
-def pymysql_nodes(engine: Engine, urls: list[URL]) -> list[dict]:
-    """Each URL as pymysql's keyword arguments, as the dialect would pass them."""
-    return [engine.dialect.create_connect_args(url)[1] for url in urls]
+def pymysql_nodes(urls: list[URL]) -> list[dict]:
+    """Each URL as pymysql's keyword arguments, as its dialect would pass them."""
+    dialect = urls[0].get_dialect()()
+    return [dialect.create_connect_args(url)[1] for url in urls]
 
 
 def follow(engine: Engine, writer: Writer) -> None:
