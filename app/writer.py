@@ -72,18 +72,28 @@ class Writer:
         connection.rtb_node, connection.rtb_sock = index, sock
         return connection
 
+    def _synced(self, index: int, options: dict) -> pymysql.connections.Connection | None:
+        """A connection to the node if it is up and synced, else None; raises
+        when it cannot be reached."""
+        connection = self._open(index, options)
+        try:
+            if synced(connection):
+                return connection
+        except BaseException:
+            connection.close()
+            raise
+        connection.close()
+        return None
+
     def usable(self, index: int) -> bool:
         try:
-            connection = self._open(index, {"connect_timeout": PROBE_TIMEOUT,
-                                            "read_timeout": PROBE_TIMEOUT})
+            connection = self._synced(index, {"connect_timeout": PROBE_TIMEOUT,
+                                              "read_timeout": PROBE_TIMEOUT})
         except (OSError, pymysql.MySQLError):
             return False
-        try:
-            return synced(connection)
-        except (OSError, pymysql.MySQLError):
-            return False
-        finally:
+        if connection is not None:
             connection.close()
+        return connection is not None
 
     def connect(self) -> pymysql.connections.Connection:
         """The first node from the watcher's choice on that is up and synced."""
@@ -92,18 +102,18 @@ class Writer:
         error: Exception | None = None
         for index in [*range(start, len(self.nodes)), *range(start)]:
             try:
-                connection = self._open(index, self.connect_args)
-                if synced(connection):
-                    with self._lock:
-                        self._sockets[index].add(connection.rtb_sock)
-                    if index != self.current:
-                        self._choose(index)
-                    return connection
-                connection.close()
+                connection = self._synced(index, self.connect_args)
             except (OSError, pymysql.MySQLError) as refused:
                 error = refused
+                continue
+            if connection is not None:
+                with self._lock:
+                    self._sockets[index].add(connection.rtb_sock)
+                if index != self.current:
+                    self._choose(index)
+                return connection
         raise pymysql.err.OperationalError(
-            2003, f"no database node is up and synced (last: {error})")
+            2003, f"no database node is up and synced (last: {error or 'not synced'})")
 
     def look(self) -> None:
         """One look: the first usable node becomes the writer."""
