@@ -58,18 +58,21 @@ class Writer:
         self._stopped = threading.Event()
 
     def _open(self, index: int, options: dict) -> pymysql.connections.Connection:
-        """A connection over a socket we keep, so the watcher can shut it down.
-        options: pymysql's, connect_timeout and read_timeout among them."""
+        """A connection over a socket we keep, so the watcher can shut it down,
+        from the handshake on. options: pymysql's, connect_timeout and
+        read_timeout among them."""
         node = self.nodes[index]
         sock = socket.create_connection((node["host"], node.get("port", 3306)),
                                         options["connect_timeout"])
+        with self._lock:
+            self._sockets[index].add(sock)
         connection = pymysql.connect(**{**node, **options, "defer_connect": True})
         try:
             connection.connect(sock)
         except BaseException:
             sock.close()
             raise
-        connection.rtb_node, connection.rtb_sock = index, sock
+        connection.rtb_node = index
         return connection
 
     def _synced(self, index: int, options: dict) -> pymysql.connections.Connection | None:
@@ -96,9 +99,19 @@ class Writer:
         return connection is not None
 
     def connect(self) -> pymysql.connections.Connection:
-        """The first node from the watcher's choice on that is up and synced."""
+        """A connection to the writer: the first node, from the writer as last
+        known on, that is up and synced. Finding another moves the writer
+        there, unless the watcher moved it meanwhile: its look is newer."""
         self._watch()
-        start = self.current or 0
+        for _ in range(2):
+            seen = self.current
+            index, connection = self._first_synced(seen or 0)
+            if self._choose(index, seen) or index == self.current:
+                return connection
+            connection.close()
+        raise pymysql.err.OperationalError(2003, "the database writer kept changing")
+
+    def _first_synced(self, start: int) -> tuple[int, pymysql.connections.Connection]:
         error: Exception | None = None
         for index in [*range(start, len(self.nodes)), *range(start)]:
             try:
@@ -107,31 +120,35 @@ class Writer:
                 error = refused
                 continue
             if connection is not None:
-                with self._lock:
-                    self._sockets[index].add(connection.rtb_sock)
-                if index != self.current:
-                    self._choose(index)
-                return connection
+                return index, connection
         raise pymysql.err.OperationalError(
             2003, f"no database node is up and synced (last: {error or 'not synced'})")
 
     def look(self) -> None:
         """One look: the first usable node becomes the writer."""
+        seen = self.current
         chosen = next((i for i in range(len(self.nodes)) if self.usable(i)), None)
-        if chosen is not None and chosen != self.current:
-            self._choose(chosen)
+        if chosen is not None:
+            self._choose(chosen, seen)
 
-    def _choose(self, chosen: int) -> None:
-        log.warning("database writer: node %d (was %s)", chosen + 1,
-                    "none" if self.current is None else self.current + 1)
+    def _choose(self, chosen: int, seen: int | None) -> bool:
+        """Make `chosen` the writer if the writer is still `seen`; then cut
+        every connection to another node. False if it was moved meanwhile."""
         with self._lock:
+            if self.current != seen:
+                return False
+            if chosen == seen:
+                return True
             self.current = chosen
             others = [s for i, sockets in self._sockets.items() if i != chosen for s in sockets]
+        log.warning("database writer: node %d (was %s)", chosen + 1,
+                    "none" if seen is None else seen + 1)
         for sock in others:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        return True
 
     def _watch(self) -> None:
         """Start this process's watcher (gunicorn forks workers after the engine is made)."""
