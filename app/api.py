@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app import pings, reservations
 from app.db import retried
@@ -31,8 +32,14 @@ def session():
 
 
 def _roll_back() -> None:
-    if "db_session" in g:
+    """End the request's failed transaction; a session whose rollback fails
+    too (its connection cut as well) is closed, and the next try opens another."""
+    if "db_session" not in g:
+        return
+    try:
         g.db_session.rollback()
+    except DBAPIError:
+        g.pop("db_session").close()
 
 
 def retrying(view: Callable) -> Callable:

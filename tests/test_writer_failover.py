@@ -111,20 +111,15 @@ class Pinger:
         return self.answers
 
 
-def holder(nodes, uuid: str) -> int | None:
-    """The node (0 or 1) holding the reservation, or None: a node that is down counts as not."""
-    for index, node in enumerate(nodes):
-        if not node.service.alive():
-            continue
-        found = node.root_sql(f"SELECT COUNT(*) FROM reservations WHERE uuid = '{uuid}'", "rtb")
-        if found.strip() == "1":
-            return index
-    return None
+def holds(node: PrivateMariaDB, uuid: str) -> bool:
+    return node.root_sql(f"SELECT COUNT(*) FROM reservations WHERE uuid = '{uuid}'",
+                         "rtb").strip() == "1"
 
 
-def latest_on(pinger: Pinger, nodes, index: int) -> bool:
+def latest_on(pinger: Pinger, node: PrivateMariaDB) -> bool:
+    """The latest reservation served is on this node (asked alone: the other may be frozen)."""
     served = pinger.served()
-    return bool(served) and holder(nodes, served[-1]) == index
+    return bool(served) and holds(node, served[-1])
 
 
 def answered_cleanly(answers) -> None:
@@ -139,15 +134,15 @@ def test_writes_go_through_the_first_node_and_through_the_second_when_the_first_
         app, nodes, market):
     pinger = Pinger(app, nodes, market.key)
     try:
-        assert eventually(lambda: latest_on(pinger, nodes, 0), 10), pinger.answers[-3:]
+        assert eventually(lambda: latest_on(pinger, nodes[0]), 10), pinger.answers[-3:]
         os.kill(nodes[0].service.pid(), signal.SIGKILL)
         assert eventually(lambda: not nodes[0].service.alive(), 5)
         served = len(pinger.served())
         assert eventually(lambda: len(pinger.served()) > served + 5
-                          and latest_on(pinger, nodes, 1), 15), pinger.answers[-3:]
+                          and latest_on(pinger, nodes[1]), 15), pinger.answers[-3:]
         nodes[0].stop()
         nodes[0].start()
-        assert eventually(lambda: latest_on(pinger, nodes, 0), 15), pinger.answers[-3:]
+        assert eventually(lambda: latest_on(pinger, nodes[0]), 15), pinger.answers[-3:]
     finally:
         answers = pinger.stop()
     answered_cleanly(answers)
@@ -158,25 +153,15 @@ def test_a_frozen_first_node_is_left_for_the_second_and_taken_back_once_it_thaws
     pinger = Pinger(app, nodes, market.key)
     frozen = nodes[0].service.pid()
     try:
-        assert eventually(lambda: latest_on(pinger, nodes, 0), 10), pinger.answers[-3:]
+        assert eventually(lambda: latest_on(pinger, nodes[0]), 10), pinger.answers[-3:]
         os.kill(frozen, signal.SIGSTOP)
         served = len(pinger.served())
         assert eventually(lambda: len(pinger.served()) > served + 5
-                          and holder_of_latest_is_second(pinger, nodes), 15), pinger.answers[-3:]
+                          and latest_on(pinger, nodes[1]), 15), pinger.answers[-3:]
     finally:
         os.kill(frozen, signal.SIGCONT)
     try:
-        assert eventually(lambda: latest_on(pinger, nodes, 0), 15), pinger.answers[-3:]
+        assert eventually(lambda: latest_on(pinger, nodes[0]), 15), pinger.answers[-3:]
     finally:
         answers = pinger.stop()
     answered_cleanly(answers)
-
-
-def holder_of_latest_is_second(pinger: Pinger, nodes) -> bool:
-    """While the first node is frozen it cannot be asked; the second holds the latest or not."""
-    served = pinger.served()
-    if not served:
-        return False
-    found = nodes[1].root_sql(f"SELECT COUNT(*) FROM reservations WHERE uuid = '{served[-1]}'",
-                              "rtb")
-    return found.strip() == "1"
