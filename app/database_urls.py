@@ -43,21 +43,18 @@ def private_url(settings: Settings, user: str) -> URL:
                       host="127.0.0.1", port=settings.db_port, database=DATABASE)
 
 
-def cluster_dir(settings: Settings) -> Path:
-    return settings.var_dir / "cluster"
-
-
 def _cluster(settings: Settings) -> tuple[dict, dict[str, str]] | None:
     """topology.json and credentials.json of the cluster `make cluster-up` runs
     under this state folder, or None when there is none."""
     try:
-        topology = json.loads((cluster_dir(settings) / "topology.json").read_text())
+        topology = json.loads(settings.cluster_topology_file.read_text())
     except FileNotFoundError:
         return None
+    cluster_dir = settings.cluster_topology_file.parent
     try:
-        credentials = json.loads((cluster_dir(settings) / "credentials.json").read_text())
+        credentials = json.loads((cluster_dir / "credentials.json").read_text())
     except FileNotFoundError:
-        raise RuntimeError(f"{cluster_dir(settings)} has a topology.json but no "
+        raise RuntimeError(f"{cluster_dir} has a topology.json but no "
                            "credentials.json: run `make cluster-up` again") from None
     return topology, credentials
 

@@ -219,7 +219,14 @@ class Settings:
 
     @property
     def private_database(self) -> bool:
-        return self.database_url_override is None and not self.database_urls_override
+        """No database URL given, and no cluster under the state folder to find nodes in."""
+        return (self.database_url_override is None and not self.database_urls_override
+                and not self.cluster_topology_file.exists())
+
+    @property
+    def cluster_topology_file(self) -> Path:
+        """What `make cluster-up` writes: the cluster's nodes and edges (app/database_urls.py)."""
+        return self.var_dir / "cluster" / "topology.json"
 
     @property
     def rpc_url(self) -> str:

@@ -71,6 +71,7 @@ def test_the_edges_come_from_rtb_edges(tmp_path):
 def test_without_urls_a_clusters_nodes_and_edges_are_found_under_the_state_folder(tmp_path):
     write_cluster(tmp_path)
     s = settings_with(tmp_path)
+    assert not s.private_database
     assert [(u.port, u.username, u.password) for u in database_urls(s)] == [
         (3312, "rtb", "app-pw"), (3311, "rtb", "app-pw")]
     assert kamailio_database_urls(s) == ["mysql://kamailio:edge-pw@127.0.0.1:3312/rtb",
@@ -118,6 +119,9 @@ def test_each_role_starts_only_its_parts(tmp_path):
         "PrivateMariaDB", "Gunicorn", "MetricsExporter", "PostbackWorker"]
     # The private database only when no database URL is given.
     assert part_names(settings_with(tmp_path, RTB_ROLES="db,app", RTB_DATABASE_URLS=NODES)) == [
+        "Gunicorn", "MetricsExporter", "PostbackWorker"]
+    write_cluster(tmp_path)
+    assert part_names(settings_with(tmp_path, RTB_ROLES="db,app")) == [
         "Gunicorn", "MetricsExporter", "PostbackWorker"]
 
 
