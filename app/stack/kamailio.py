@@ -6,9 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
 
-from app.database_urls import kamailio_database_url
+from app.database_urls import kamailio_database_urls
 from app.kamailio_rpc import KamailioRPC, RPCError, rpc_secret
 from app.settings import Settings
 from app.stack.redis import ndb_server, redis_url
@@ -46,15 +45,6 @@ def run_dir(settings: Settings) -> Path:
     return settings.var_dir / "kamailio"
 
 
-def database_urls(settings: Settings) -> list[str]:
-    """Kamailio's db_mysql URLs, writer-preference order: RTB_KAMAILIO_DATABASE_URLS,
-    else the one URL of today."""
-    if not settings.kamailio_database_urls:
-        return [kamailio_database_url(settings)]
-    return [make_url(url).set(drivername="mysql").render_as_string(hide_password=False)
-            for url in settings.kamailio_database_urls]
-
-
 def _private_file(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
@@ -79,7 +69,7 @@ def write_secrets(settings: Settings) -> Path:
     """The database URL (db_cluster's, with its nodes in a file of their own,
     for several), the JSON-RPC secret and, with topos, the Redis server (with
     its password) for kamailio.cfg's import_file, readable by us alone."""
-    urls = database_urls(settings)
+    urls = kamailio_database_urls(settings)
     if any('"' in url or "\n" in url for url in urls):
         raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
     redis = (f'#!define TOPOS_REDIS "{ndb_server(redis_url(settings))}"\n'
