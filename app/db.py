@@ -23,6 +23,9 @@ def make_engine(settings: Settings) -> Engine:
         database_url(settings),
         pool_pre_ping=True,
         pool_recycle=3600,
+        # A connection for each request thread: past the pool's size, each
+        # checkout opened a connection of its own and closed it after.
+        pool_size=max(5, settings.http_threads),
         # Each statement sees what concurrent requests committed before it.
         isolation_level="READ COMMITTED",
         connect_args={
@@ -37,7 +40,7 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_sessionmaker(settings: Settings, engine: Engine | None = None) -> sessionmaker[Session]:
-    rpc = KamailioRPC.for_settings(settings)
+    rpc = KamailioRPC.for_settings(settings, connections=settings.http_threads)
     factory = sessionmaker(engine or make_engine(settings), expire_on_commit=False,
                            info={notifier.RPC: rpc})
     notifier.listen(factory)
