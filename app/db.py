@@ -50,6 +50,9 @@ def make_engine(settings: Settings) -> Engine:
     options = dict(
         pool_pre_ping=True,
         pool_recycle=3600,
+        # A connection for each request thread: past the pool's size, each
+        # checkout opened a connection of its own and closed it after.
+        pool_size=max(5, settings.http_threads),
         # Each statement sees what concurrent requests committed before it.
         isolation_level="READ COMMITTED",
     )
@@ -63,7 +66,8 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_sessionmaker(settings: Settings, engine: Engine | None = None) -> sessionmaker[Session]:
-    rpcs = [KamailioRPC(url, settings.rpc_secret_file, settings.rpc_timeout_ms / 1000)
+    rpcs = [KamailioRPC(url, settings.rpc_secret_file, settings.rpc_timeout_ms / 1000,
+                        connections=settings.http_threads)
             for url in edges(settings)]
     factory = sessionmaker(engine or make_engine(settings), expire_on_commit=False,
                            info={notifier.RPC: rpcs})

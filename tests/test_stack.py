@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,20 @@ def test_up_serves_pings_over_http_beside_another_instance(second, client):
     assert status == 200 and body["rtb"]["status"] == "reserved"
     # The session's instance does not know this key: separate databases.
     assert client.post("/rtbs.json", query_string={"key": key}).status_code == 401
+
+
+def test_gunicorn_closes_each_connection_after_its_answer(second):
+    """So a client's next ping goes to a worker with a thread free, not back to
+    one whose threads all wait on buyers."""
+    env, _, _ = second
+    connection = HTTPConnection("127.0.0.1", int(env["RTB_HTTP_PORT"]), timeout=10)
+    try:
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        assert response.status == 200 and json.load(response) == {"status": "ok"}
+        assert response.getheader("Connection") == "close"
+    finally:
+        connection.close()
 
 
 def test_the_access_log_has_the_path_but_never_the_postback_key(second):
