@@ -888,9 +888,13 @@ END //
 -- scans lock the gaps between rows too, and deadlocked now and then with
 -- claims (seen in `make soak`). A limit under a minute is taken as a minute:
 -- rtb_expire(0) would end every answered call at once.
+-- A statement picked as a deadlock's victim is left to the next sweep (each
+-- is idempotent): an error reaching Kamailio would make db_cluster leave the
+-- writer for DB_RETRY_SECONDS, and the edge write through another node.
 CREATE OR REPLACE PROCEDURE rtb_expire(IN p_call_max_seconds INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
+  DECLARE CONTINUE HANDLER FOR 1213 BEGIN END;
   SET p_call_max_seconds = GREATEST(IFNULL(p_call_max_seconds, 0), 60);
   SET time_zone = '+00:00';
   SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
@@ -916,13 +920,16 @@ END //
 -- touches (deleting a reservation this old touches no counter: see
 -- rtb_usage_charge). A row is either rolled up or kept, never both, so what
 -- a report adds up from the two never changes. One run at a time per
--- database (another returns at once): two would count rows twice.
+-- database (another returns at once): two would count rows twice. A batch
+-- picked as a deadlock's victim is rolled back whole and the run ends: the
+-- next minute's run takes it again (see rtb_expire for why not an error).
 CREATE OR REPLACE PROCEDURE rtb_retain(IN p_days INT UNSIGNED, IN p_batch INT UNSIGNED)
 MODIFIES SQL DATA
 BEGIN
   DECLARE v_lock VARCHAR(80) DEFAULT CONCAT(DATABASE(), '.rtb_retain');
   DECLARE v_cutoff DATETIME;
   DECLARE v_rows INT;
+  DECLARE EXIT HANDLER FOR 1213 BEGIN ROLLBACK; DO RELEASE_LOCK(v_lock); END;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; DO RELEASE_LOCK(v_lock); RESIGNAL; END;
   IF GET_LOCK(v_lock, 0) THEN
     SET time_zone = '+00:00';
