@@ -4,10 +4,10 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver
+DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver galera-4 rsync
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run demo up down test test-fast soak bench check-cfg clean
+.PHONY: help install packages run demo up down cluster-up cluster-down test test-fast soak bench check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ up: install ## Start everything in the background; returns once all parts answer
 
 down: ## Stop what `make up` started; the data stays
 	@if [ -x $(PY) ]; then $(PY) -m app.stack down; fi
+
+cluster-up: install ## Start what is not running of a cluster on loopback: 3 Galera nodes, 2 edges, 2 app nodes ($RTB_VAR_DIR/cluster)
+	$(PY) -m app.stack.cluster up
+
+cluster-down: ## Stop the cluster's parts; the data stays
+	@if [ -x $(PY) ]; then $(PY) -m app.stack.cluster down; fi
 
 check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`, also as the bench's fixed route
 	kamailio -c -f kamailio/kamailio.cfg

@@ -128,6 +128,8 @@ class Settings:
     # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
     http_threads: int = 8
     admin_secure_cookie: bool = False
+    # Added to every port of `make cluster-up`'s nodes, to run a second cluster beside one.
+    cluster_port_offset: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -180,6 +182,7 @@ class Settings:
             http_threads=_count(env, "RTB_HTTP_THREADS", 8),
             # On when a TLS proxy serves /admin: browsers then send the cookie over HTTPS only.
             admin_secure_cookie=_switch(env, "RTB_ADMIN_SECURE_COOKIE", False),
+            cluster_port_offset=_count(env, "RTB_CLUSTER_PORT_OFFSET", 0, minimum=0),
         )
 
     @property

@@ -1,0 +1,148 @@
+"""A MariaDB Galera node (Debian's galera-4) under the state folder, on loopback.
+
+Each node has its own datadir, socket and port and its own group (gcomm),
+incremental (IST) and snapshot (SST, rsync) addresses; all list every node's
+group address. Started by root, it runs as `mysql`: rsync SST's daemon drops
+to `nobody` under root and then cannot write the joiner's datadir.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.settings import Settings
+from app.stack.mariadb import PrivateMariaDB
+
+PROVIDER = "/usr/lib/galera/libgalera_smm.so"
+SYNCED = "4"
+
+# A node that stops answering (killed, or frozen by SIGSTOP) is suspected
+# after 2 s without a message and evicted from the view at 3 s; the others
+# then form the primary component again and go on writing. Galera's defaults
+# (5 s, 15 s) hold every commit in the cluster that long behind a frozen node.
+GROUP_TIMEOUTS = {
+    "evs.keepalive_period": "PT0.5S",
+    "evs.inactive_check_period": "PT0.5S",
+    "evs.suspect_timeout": "PT2S",
+    "evs.inactive_timeout": "PT3S",
+    "evs.install_timeout": "PT3S",
+    "evs.join_retrans_period": "PT0.5S",
+    "gmcast.peer_timeout": "PT2S",
+    # A joiner waits this long for a primary component before it gives up.
+    "pc.wait_prim_timeout": "PT30S",
+}
+
+
+@dataclass(frozen=True)
+class GaleraPorts:
+    """One node's ports on 127.0.0.1."""
+
+    db: int
+    group: int
+    ist: int
+    sst: int
+
+
+class GaleraNode(PrivateMariaDB):
+    """Node `name` of the cluster whose group addresses are `peers` (all nodes,
+    this one among them), with its state in `dir`."""
+
+    root_runs_as = "mysql"
+
+    def __init__(self, settings: Settings, name: str, dir: Path, ports: GaleraPorts,
+                 peers: list[int], credentials: Path):
+        self.node_name, self.ports, self.peers = name, ports, peers
+        super().__init__(settings, dir=dir, port=ports.db, credentials=credentials)
+        self.service.name = name
+
+    @property
+    def grastate(self) -> Path:
+        return self.dir / "data" / "grastate.dat"
+
+    def server_options(self) -> list[str]:
+        options = ";".join([f"gmcast.listen_addr=tcp://127.0.0.1:{self.ports.group}",
+                            f"ist.recv_addr=127.0.0.1:{self.ports.ist}",
+                            *(f"{name}={value}" for name, value in GROUP_TIMEOUTS.items())])
+        return [
+            "--wsrep-on=ON", f"--wsrep-provider={PROVIDER}", "--wsrep-cluster-name=rtb",
+            "--wsrep-cluster-address=gcomm://" + ",".join(f"127.0.0.1:{p}" for p in self.peers),
+            f"--wsrep-node-name={self.node_name}", "--wsrep-node-address=127.0.0.1",
+            f"--wsrep-provider-options={options}", "--wsrep-sst-method=rsync",
+            f"--wsrep-sst-receive-address=127.0.0.1:{self.ports.sst}",
+            "--binlog-format=ROW", "--default-storage-engine=InnoDB",
+            "--innodb-autoinc-lock-mode=2",
+            # Binary logging is on under Galera: the schema's functions and triggers need this.
+            "--log-bin-trust-function-creators=ON",
+        ]
+
+    def start(self, new_cluster: bool = False, timeout: float = 120) -> None:
+        """Join the running cluster, or with new_cluster found a new one from this
+        node's data. Ready once synced: a joiner first copies the data it lacks."""
+        self._install()
+        self._own_dir()
+        argv = self.service.argv
+        if new_cluster:
+            self._mark_safe_to_bootstrap()
+            self.service.argv = [*argv, "--wsrep-new-cluster"]
+        try:
+            self.service.start(self.synced, timeout=timeout)
+        finally:
+            self.service.argv = argv
+
+    def _own_dir(self) -> None:
+        """mariadbd runs as mysql: its state is mysql's, and the path up to it reachable."""
+        if os.geteuid() != 0:
+            return
+        for path in [self.dir, *self.dir.rglob("*")]:
+            shutil.chown(path, "mysql", "mysql")
+        for parent in self.dir.parents:
+            if parent.stat().st_mode & 0o001 == 0:
+                parent.chmod(parent.stat().st_mode | 0o001)
+
+    def status(self, name: str) -> str | None:
+        """A wsrep status variable, or None when the node does not answer (a frozen
+        node accepts the connection and then never greets)."""
+        try:
+            return self.root_sql(f"SHOW STATUS LIKE '{name}'", timeout=2).split("\t")[1].strip()
+        except (RuntimeError, IndexError, subprocess.TimeoutExpired):
+            return None
+
+    def synced(self) -> bool:
+        return self.status("wsrep_local_state") == SYNCED
+
+    def recovered_seqno(self) -> int:
+        """How far this stopped node's data goes: grastate.dat's seqno, or after
+        a crash (seqno -1) the position InnoDB recovers (mariadbd --wsrep-recover)."""
+        seqno = self._grastate_field("seqno")
+        if seqno not in (None, "-1"):
+            return int(seqno)
+        if not self.grastate.exists():
+            return -1
+        log = self.dir / "recover.log"
+        subprocess.run([*self.service.argv, "--wsrep-recover", f"--log-error={log}"],
+                       capture_output=True, timeout=120)
+        found = re.findall(r"Recovered position: [0-9a-f-]+:(-?\d+)", log.read_text(errors="replace"))
+        return int(found[-1]) if found else -1
+
+    def safe_to_bootstrap(self) -> bool:
+        return self._grastate_field("safe_to_bootstrap") == "1"
+
+    def _grastate_field(self, name: str) -> str | None:
+        try:
+            text = self.grastate.read_text()
+        except FileNotFoundError:
+            return None
+        found = re.search(rf"^{name}:\s*(\S+)", text, re.MULTILINE)
+        return found.group(1) if found else None
+
+    def _mark_safe_to_bootstrap(self) -> None:
+        """Galera refuses to found a cluster from a node that did not leave last;
+        the caller chose this one as the most advanced."""
+        if self.grastate.exists():
+            self.grastate.write_text(re.sub(r"^safe_to_bootstrap:\s*0", "safe_to_bootstrap: 1",
+                                            self.grastate.read_text(), flags=re.MULTILINE))
