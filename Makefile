@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver galera-4 rsync
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run demo up down cluster-up cluster-down test test-fast soak bench check-cfg clean
+.PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test-fast: $(STAMP) ## Run the tests that need no server (tests/fast), in second
 
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak
+
+cluster-soak: install ## `soak` on a cluster of its own, over both app nodes and edges, the writer killed and an edge restarted halfway
+	$(PY) -m tests.soak --cluster
 
 bench: install ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
 	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \

@@ -90,14 +90,18 @@ class Cluster:
                               [*redis_parts(settings), Kamailio(settings)]))
         return nodes
 
+    def app_env(self, n: int) -> dict[str, str]:
+        """App node n's variables (from 0); its own edge is the one it tells of a
+        change when RTB_EDGES is not read."""
+        return self.node_env(f"app{n + 1}", RTB_HTTP_PORT=str(self.port("http", n)),
+                             RTB_METRICS_PORT=str(self.port("metrics", n)),
+                             RTB_SIP_PORT=str(self.port("sip", n % EDGES)),
+                             RTB_RPC_PORT=str(self.port("rpc", n % EDGES)))
+
     def apps(self) -> list[Node]:
         nodes = []
         for n in range(APPS):
-            # Its own edge first: the one it tells of a change until it tells all.
-            env = self.node_env(f"app{n + 1}", RTB_HTTP_PORT=str(self.port("http", n)),
-                                RTB_METRICS_PORT=str(self.port("metrics", n)),
-                                RTB_SIP_PORT=str(self.port("sip", n % EDGES)),
-                                RTB_RPC_PORT=str(self.port("rpc", n % EDGES)))
+            env = self.app_env(n)
             settings = self._settings(env)
             parts = [Gunicorn(settings), MetricsExporter(settings), PostbackWorker(settings)]
             for part in parts:
@@ -142,6 +146,9 @@ def start_databases(databases: list[GaleraNode]) -> None:
     cluster again from the node that left last, or after a crash of them all,
     from the one whose data goes furthest (the first of equals)."""
     stopped = [db for db in databases if not db.service.alive()]
+    # One at a time: mariadb-install-db run twice at once failed here.
+    for db in stopped:
+        db.prepare()
     if len(stopped) == len(databases):
         founder = next((db for db in databases if db.safe_to_bootstrap()), None)
         founder = founder or max(databases, key=GaleraNode.recovered_seqno)
@@ -172,9 +179,9 @@ def up(cluster: Cluster) -> dict:
 def down(cluster: Cluster) -> None:
     """Apps, then edges, then the databases from the last: the writer leaves
     last, so the next `up` founds the cluster again from it."""
-    if not cluster.exists():
-        return
-    for node in [*cluster.apps(), *cluster.edges()]:
+    # Without credentials no edge or app node was ever started.
+    nodes = [*cluster.apps(), *cluster.edges()] if cluster.exists() else []
+    for node in nodes:
         for part in reversed(node.parts):
             part.stop()
     for db in reversed(cluster.databases):

@@ -83,8 +83,7 @@ class GaleraNode(PrivateMariaDB):
     def start(self, new_cluster: bool = False, timeout: float = 120) -> None:
         """Join the running cluster, or with new_cluster found a new one from this
         node's data. Ready once synced: a joiner first copies the data it lacks."""
-        self._install()
-        self._own_dir()
+        self.prepare()
         argv = self.service.argv
         if new_cluster:
             self._mark_safe_to_bootstrap()
@@ -94,8 +93,14 @@ class GaleraNode(PrivateMariaDB):
         finally:
             self.service.argv = argv
 
+    def prepare(self) -> None:
+        """The datadir, made once; mariadbd runs as mysql: its state is mysql's,
+        and the path up to it reachable (o+x, not readable)."""
+        self._own_dir()
+        self._install()
+
     def _own_dir(self) -> None:
-        """mariadbd runs as mysql: its state is mysql's, and the path up to it reachable."""
+        self.dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
             return
         for path in [self.dir, *self.dir.rglob("*")]:

@@ -68,12 +68,14 @@ class PrivateMariaDB:
         if (self.dir / "data" / "mysql").is_dir():
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([
+        done = subprocess.run([
             "mariadb-install-db", "--no-defaults", f"--datadir={self.dir / 'data'}",
             "--auth-root-authentication-method=socket",
             f"--auth-root-socket-user={getpass.getuser()}", "--skip-test-db",
             *self._user_flag(),
-        ], check=True, capture_output=True)
+        ], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {(done.stdout + done.stderr)[-2000:]}")
 
     def _ready(self) -> bool:
         return subprocess.run(
