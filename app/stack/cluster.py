@@ -53,7 +53,9 @@ class Cluster:
             GaleraNode(self.settings, f"db{n + 1}", self.dir / f"db{n + 1}",
                        GaleraPorts(*(self.port(kind, n) for kind in ("db", "group", "ist", "sst"))),
                        [self.port("group", m) for m in range(DATABASES)],
-                       self.dir / "credentials.json")
+                       self.dir / "credentials.json",
+                       # The writer gives a copy last: the copy holds up a donor's writes.
+                       [f"db{m + 1}" for m in reversed(range(DATABASES)) if m != n])
             for n in range(DATABASES)]
 
     def exists(self) -> bool:

@@ -50,15 +50,17 @@ class GaleraPorts:
 
 class GaleraNode(PrivateMariaDB):
     """Node `name` of the cluster whose group addresses are `peers` (all nodes,
-    this one among them), with its state in `dir`."""
+    this one among them), with its state in `dir`. A joiner copies what it lacks
+    from the first of `donors` (node names) that can give it, else from any."""
 
     root_runs_as = "mysql"
 
     def __init__(self, settings: Settings, name: str, dir: Path, ports: GaleraPorts,
-                 peers: list[int], credentials: Path):
-        self.node_name, self.ports, self.peers = name, ports, peers
+                 peers: list[int], credentials: Path, donors: list[str]):
+        self.node_name, self.ports, self.peers, self.donors = name, ports, peers, donors
         super().__init__(settings, dir=dir, port=ports.db, credentials=credentials)
         self.service.name = name
+        self._position: str | None = None
 
     @property
     def grastate(self) -> Path:
@@ -74,6 +76,7 @@ class GaleraNode(PrivateMariaDB):
             f"--wsrep-node-name={self.node_name}", "--wsrep-node-address=127.0.0.1",
             f"--wsrep-provider-options={options}", "--wsrep-sst-method=rsync",
             f"--wsrep-sst-receive-address=127.0.0.1:{self.ports.sst}",
+            f"--wsrep-sst-donor={','.join(self.donors)},",
             "--binlog-format=ROW", "--default-storage-engine=InnoDB",
             "--innodb-autoinc-lock-mode=2",
             # Binary logging is on under Galera: the schema's functions and triggers need this.
@@ -85,13 +88,18 @@ class GaleraNode(PrivateMariaDB):
         node's data. Ready once synced: a joiner first copies the data it lacks."""
         self.prepare()
         argv = self.service.argv
+        # After a crash, where its data ends: a joiner then needs only the
+        # transactions since (IST), not a copy of everything (SST).
+        position = self.recovered_position()
+        self.service.argv = [*argv, *([f"--wsrep-start-position={position}"] if position else [])]
         if new_cluster:
             self._mark_safe_to_bootstrap()
-            self.service.argv = [*argv, "--wsrep-new-cluster"]
+            self.service.argv.append("--wsrep-new-cluster")
         try:
             self.service.start(self.synced, timeout=timeout)
         finally:
             self.service.argv = argv
+            self._position = None
 
     def prepare(self) -> None:
         """The datadir, made once; mariadbd runs as mysql: its state is mysql's,
@@ -121,18 +129,25 @@ class GaleraNode(PrivateMariaDB):
         return self.status("wsrep_local_state") == SYNCED
 
     def recovered_seqno(self) -> int:
-        """How far this stopped node's data goes: grastate.dat's seqno, or after
-        a crash (seqno -1) the position InnoDB recovers (mariadbd --wsrep-recover)."""
-        seqno = self._grastate_field("seqno")
-        if seqno not in (None, "-1"):
-            return int(seqno)
-        if not self.grastate.exists():
-            return -1
-        log = self.dir / "recover.log"
-        subprocess.run([*self.service.argv, "--wsrep-recover", f"--log-error={log}"],
-                       capture_output=True, timeout=120)
-        found = re.findall(r"Recovered position: [0-9a-f-]+:(-?\d+)", log.read_text(errors="replace"))
-        return int(found[-1]) if found else -1
+        """How far this stopped node's data goes: grastate.dat's seqno, or the
+        recovered one after a crash; -1 for none."""
+        position = self.recovered_position() or self._grastate_field("seqno") or "-1"
+        return int(position.rsplit(":", 1)[-1])
+
+    def recovered_position(self) -> str | None:
+        """After a crash (grastate.dat's seqno -1), uuid:seqno as InnoDB recovers
+        it (mariadbd --wsrep-recover, what mysqld_safe does); else None."""
+        if self._grastate_field("seqno") != "-1":
+            return None
+        if self._position is None:
+            log = self.dir / "recover.log"
+            log.unlink(missing_ok=True)
+            subprocess.run([*self.service.argv, "--wsrep-recover", f"--log-error={log}"],
+                           capture_output=True, timeout=120)
+            text = log.read_text(errors="replace") if log.exists() else ""
+            found = re.findall(r"Recovered position: ([0-9a-f-]+:-?\d+)", text)
+            self._position = found[-1] if found else ""
+        return self._position or None
 
     def safe_to_bootstrap(self) -> bool:
         return self._grastate_field("safe_to_bootstrap") == "1"
