@@ -143,14 +143,15 @@ class Cluster:
         }
 
 
-def start_databases(databases: list[GaleraNode]) -> None:
+def start_databases(databases: list[GaleraNode]) -> GaleraNode | None:
     """Join the stopped nodes to the running ones; with none running, found the
     cluster again from the node that left last, or after a crash of them all,
-    from the one whose data goes furthest (the first of equals)."""
+    from the one whose data goes furthest (the first of equals), and return it."""
     stopped = [db for db in databases if not db.service.alive()]
     # One at a time: mariadb-install-db run twice at once failed here.
     for db in stopped:
         db.prepare()
+    founder = None
     if len(stopped) == len(databases):
         founder = next((db for db in databases if db.safe_to_bootstrap()), None)
         founder = founder or max(databases, key=GaleraNode.recovered_seqno)
@@ -159,15 +160,19 @@ def start_databases(databases: list[GaleraNode]) -> None:
     with ThreadPoolExecutor(max_workers=len(databases)) as pool:
         for done in [pool.submit(db.start) for db in stopped]:
             done.result()
+    return founder
 
 
 def up(cluster: Cluster) -> dict:
-    start_databases(cluster.databases)
-    writer = cluster.writer()
-    if writer is None:
+    founder = start_databases(cluster.databases)
+    if founder is not None:
+        # Users, schema upgrades and grants, which replicate to every node: only
+        # when the cluster starts, as `make up` upgrades before anything runs.
+        # Re-made under load, a trigger failed to parse for the requests
+        # running beside it.
+        founder.bootstrap()
+    if cluster.writer() is None:
         raise StartError("no database node is synced; see the db*/error.log files")
-    # Users, schema upgrades and grants replicate to every node.
-    writer.bootstrap()
     for node in [*cluster.edges(), *cluster.apps()]:
         for part in node.parts:
             if not part.service.alive():
