@@ -51,8 +51,9 @@ cluster-up: install ## Start what is not running of a cluster on loopback: 3 Gal
 cluster-down: ## Stop the cluster's parts; the data stays
 	@if [ -x $(PY) ]; then $(PY) -m app.stack.cluster down; fi
 
-check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`, also as the bench's fixed route
+check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`, also over several database nodes and as the bench's fixed route
 	kamailio -c -f kamailio/kamailio.cfg
+	kamailio -c -f kamailio/kamailio.cfg -A WITH_DB_CLUSTER
 	kamailio -c -f kamailio/kamailio.cfg -A 'FIXED_ROUTE="sip:buyer@127.0.0.1:5090"'
 
 test: install check-cfg ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak

@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None,
     app.register_blueprint(api.bp)
     app.register_blueprint(log_api.bp)
     console.init_app(app, settings)
+    # Every view, each request's one place to try a transaction again.
+    app.view_functions = {name: api.retrying(view) for name, view in app.view_functions.items()}
     # Load the ZIP code and area code tables now, in each worker, rather than on a first ping.
     targeting.caller_of(None, {"caller_zip": "10001"})
     targeting.caller_of("+12025550123", {})

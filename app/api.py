@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app import pings, reservations
+from app.db import retried
 from app.errors import ApiError
 from app.models import Call, Reservation
 
@@ -25,6 +29,27 @@ def session():
     if "db_session" not in g:
         g.db_session = current_app.extensions["rtb.sessions"]()
     return g.db_session
+
+
+def _roll_back() -> None:
+    """End the request's failed transaction; a session whose rollback fails
+    too (its connection cut as well) is closed, and the next try opens another."""
+    if "db_session" not in g:
+        return
+    try:
+        g.db_session.rollback()
+    except DBAPIError:
+        g.pop("db_session").close()
+
+
+def retrying(view: Callable) -> Callable:
+    """The view run again from the start, in a new transaction, when the
+    database aborted its transaction or lost its connection (app.db.retried)."""
+
+    @functools.wraps(view)
+    def run(*args, **kwargs):
+        return retried(lambda: view(*args, **kwargs), _roll_back)
+    return run
 
 
 def params() -> dict[str, Any]:

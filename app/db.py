@@ -2,49 +2,99 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import notifier
-from app.database_urls import database_url
+from app.database_urls import database_urls, edges
 from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
+from app.writer import Writer, follow, pymysql_nodes
 
 # MySQL errors for a server that is down, going down or gone away: 1053
 # server shutdown in progress, 1927 connection killed, 2002/2003 cannot
 # connect, 2006/2013 gone away or lost mid-query.
 UNREACHABLE = {1053, 1927, 2002, 2003, 2006, 2013}
+# A transaction these end was rolled back and may be run again: 1213 a
+# deadlock (in Galera also a conflict with a write through another node),
+# 1047 a Galera node not (or no longer) synced, and a connection lost or
+# killed mid-transaction (the writer died, or app/writer.py left it). Not
+# 2002/2003: the connect already tried every node.
+TRY_AGAIN = {1047, 1213, 1053, 1927, 2006, 2013}
+TRIES = 5
+# Seconds before the second try; doubled for each after it.
+FIRST_PAUSE = 0.1
+
+T = TypeVar("T")
+
+
+def _connect_args(timeout: int) -> dict:
+    return {
+        "charset": "utf8mb4",
+        "connect_timeout": timeout,
+        "read_timeout": 2 * timeout,
+        "write_timeout": 2 * timeout,
+        # Times are UTC in Python; TIMESTAMP columns convert by session zone.
+        "init_command": "SET time_zone = '+00:00'",
+    }
 
 
 def make_engine(settings: Settings) -> Engine:
-    return create_engine(
-        database_url(settings),
+    urls = database_urls(settings)
+    options = dict(
         pool_pre_ping=True,
         pool_recycle=3600,
         # Each statement sees what concurrent requests committed before it.
         isolation_level="READ COMMITTED",
-        connect_args={
-            "charset": "utf8mb4",
-            "connect_timeout": 5,
-            "read_timeout": 10,
-            "write_timeout": 10,
-            # Times are UTC in Python; TIMESTAMP columns convert by session zone.
-            "init_command": "SET time_zone = '+00:00'",
-        },
     )
+    if len(urls) == 1:
+        return create_engine(urls[0], connect_args=_connect_args(5), **options)
+    # Several nodes: shorter waits, so a dead or frozen node is left in seconds.
+    writer = Writer(pymysql_nodes(urls), _connect_args(2))
+    engine = create_engine(urls[0], creator=writer.connect, **options)
+    follow(engine, writer)
+    return engine
 
 
 def make_sessionmaker(settings: Settings, engine: Engine | None = None) -> sessionmaker[Session]:
-    rpc = KamailioRPC.for_settings(settings)
+    rpcs = [KamailioRPC(url, settings.rpc_secret_file, settings.rpc_timeout_ms / 1000)
+            for url in edges(settings)]
     factory = sessionmaker(engine or make_engine(settings), expire_on_commit=False,
-                           info={notifier.RPC: rpc})
+                           info={notifier.RPC: rpcs})
     notifier.listen(factory)
     return factory
 
 
+def retried(work: Callable[[], T], roll_back: Callable[[], None] = lambda: None) -> T:
+    """work(), run again (after roll_back()) while the database answers with
+    what TRY_AGAIN holds, up to TRIES times; then its error is raised."""
+    attempt = 1
+    while True:
+        try:
+            return work()
+        except DBAPIError as error:
+            if attempt == TRIES or not try_again(error):
+                raise
+        roll_back()
+        time.sleep(FIRST_PAUSE * 2 ** (attempt - 1))
+        attempt += 1
+
+
+def try_again(error: DBAPIError) -> bool:
+    return _code(error) in TRY_AGAIN
+
+
+def _code(error: DBAPIError) -> int | None:
+    args = error.orig.args if error.orig else ()
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def database_unreachable(error: DBAPIError) -> bool:
     """The database is down or went away (not: it refused a statement)."""
-    return error.connection_invalidated or bool(
-        error.orig and error.orig.args and error.orig.args[0] in UNREACHABLE)
+    return error.connection_invalidated or _code(error) in UNREACHABLE

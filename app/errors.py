@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from app.db import database_unreachable
+from app.db import database_unreachable, try_again
 from app.domain_errors import (Conflict, DomainError, Invalid, NotFound, RateLimited,
                                Unauthenticated)
 from app.metrics import DATABASE_FAILURES
@@ -67,7 +67,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     def database_error(error: DBAPIError):
-        if database_unreachable(error):
+        # Unreachable, or still aborting the transaction after app.db.retried's tries.
+        if database_unreachable(error) or try_again(error):
             DATABASE_FAILURES.labels("unavailable").inc()
             log.warning("database unavailable: %s", error.orig)
             response = error_response(503, "database_unavailable",

@@ -1,7 +1,10 @@
 """Queue Kamailio RPC calls during a transaction; send them after its commit.
 
-A rollback drops them. A call that fails is logged and forgotten: the
-database stays the truth, and Kamailio falls back to it on a miss.
+Each call goes to every edge (RTB_EDGES), one edge after the other: the
+request waits for all of them either way. A rollback drops them. A call that
+fails is logged and forgotten: the database stays the truth, and Kamailio
+falls back to it on a miss. An edge that cannot be reached is not asked the
+rest of a commit's calls, so it costs one timeout, not one for each.
 """
 
 from __future__ import annotations
@@ -42,14 +45,24 @@ def _call(rpc, method: str, params: tuple) -> None:
     rpc.call(method, *params)
 
 
-def _send(session: Session) -> None:
-    rpc = session.info.get(RPC)
-    for method, params in session.info.pop(_PENDING, []):
+def _send_to(rpc, pending: list) -> None:
+    for sent, (method, params) in enumerate(pending):
         try:
             _call(rpc, method, params)
         except RPCError as error:
             KAMAILIO_PUSH_FAILURES.labels(method).inc()
-            log.warning("Kamailio not told (%s); it will read the database instead", error)
+            log.warning("Kamailio at %s not told (%s); it will read the database instead",
+                        rpc.url, error)
+            if isinstance(error.__cause__, OSError):
+                for skipped, _ in pending[sent + 1:]:
+                    KAMAILIO_PUSH_FAILURES.labels(skipped).inc()
+                return
+
+
+def _send(session: Session) -> None:
+    pending = session.info.pop(_PENDING, [])
+    for rpc in session.info.get(RPC, []):
+        _send_to(rpc, pending)
 
 
 def _drop(session: Session) -> None:

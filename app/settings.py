@@ -44,6 +44,30 @@ def _address(env: dict[str, str], name: str, default: str) -> str:
     return raw
 
 
+def _urls(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of URLs, in order; empty when unset."""
+    urls = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for url in urls:
+        if not url.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+            raise SettingsError(f"{name} must be comma-separated URLs starting "
+                                f"{' or '.join(f'{s}://' for s in schemes)}, not {url!r}")
+    if len(set(urls)) != len(urls):
+        raise SettingsError(f"{name} names the same URL twice")
+    return urls
+
+
+ROLES = ("app", "edge", "db")
+
+
+def _roles(env: dict[str, str]) -> frozenset[str]:
+    raw = env.get("RTB_ROLES", ",".join(ROLES))
+    roles = [part.strip() for part in raw.split(",") if part.strip()]
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise SettingsError(f"RTB_ROLES must be a comma list of {', '.join(ROLES)}, not {raw!r}")
+    return frozenset(roles)
+
+
 @dataclass(frozen=True)
 class PingLimits:
     """What one ping and one key may use; the defaults are RTB_*'s defaults."""
@@ -128,6 +152,12 @@ class Settings:
     # in a thread, not a whole worker. Chosen by `make bench`'s pass-through step.
     http_threads: int = 8
     admin_secure_cookie: bool = False
+    # Scale-out (docs/scale-out.md): the database nodes in writer-preference
+    # order, the edges every change is pushed to, and the parts this machine runs.
+    database_urls_override: tuple[str, ...] = ()
+    kamailio_database_urls_override: tuple[str, ...] = ()
+    edges_override: tuple[str, ...] = ()
+    roles: frozenset[str] = frozenset(ROLES)
     # Added to every port of `make cluster-up`'s nodes, to run a second cluster beside one.
     cluster_port_offset: int = 0
 
@@ -182,12 +212,24 @@ class Settings:
             http_threads=_count(env, "RTB_HTTP_THREADS", 8),
             # On when a TLS proxy serves /admin: browsers then send the cookie over HTTPS only.
             admin_secure_cookie=_switch(env, "RTB_ADMIN_SECURE_COOKIE", False),
+            database_urls_override=_urls(env, "RTB_DATABASE_URLS", ("mysql+pymysql",)),
+            kamailio_database_urls_override=_urls(env, "RTB_KAMAILIO_DATABASE_URLS",
+                                                  ("mysql+pymysql", "mysql")),
+            edges_override=_urls(env, "RTB_EDGES", ("http",)),
+            roles=_roles(env),
             cluster_port_offset=_count(env, "RTB_CLUSTER_PORT_OFFSET", 0, minimum=0),
         )
 
     @property
     def private_database(self) -> bool:
-        return self.database_url_override is None
+        """No database URL given, and no cluster under the state folder to find nodes in."""
+        return (self.database_url_override is None and not self.database_urls_override
+                and not self.cluster_topology_file.exists())
+
+    @property
+    def cluster_topology_file(self) -> Path:
+        """What `make cluster-up` writes: the cluster's nodes and edges (app/database_urls.py)."""
+        return self.var_dir / "cluster" / "topology.json"
 
     @property
     def rpc_url(self) -> str:

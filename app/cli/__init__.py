@@ -14,7 +14,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
-from app.db import database_unreachable, make_sessionmaker
+from app.db import database_unreachable, make_sessionmaker, retried
 from app.domain_errors import DomainError
 from app.settings import Settings, SettingsError
 
@@ -53,11 +53,14 @@ class Context:
         return self._sessions()
 
     def apply(self, change, *args, **kwargs):
-        """Run one change in one transaction; Kamailio is told after the commit."""
-        with self.session() as db:
-            row = change(db, *args, **kwargs)
-            db.commit()
-            return row
+        """Run one change in one transaction, again if the database aborted it
+        (app.db.retried); Kamailio is told after the commit."""
+        def once():
+            with self.session() as db:
+                row = change(db, *args, **kwargs)
+                db.commit()
+                return row
+        return retried(once)
 
 
 @click.group()

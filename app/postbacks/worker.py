@@ -12,7 +12,7 @@ import aiohttp
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import make_sessionmaker
+from app.db import make_sessionmaker, retried
 from app.postbacks import message, queue, sender
 from app.settings import Settings
 
@@ -87,8 +87,12 @@ class Worker:
                                 self.times.give_up_seconds, final)
 
     def _record(self, outcome, *args) -> None:
-        with self.sessions() as db:
-            outcome(db, *args)
+        """In a transaction of its own, run again if the database aborts it
+        (app.db.retried): a delivery not recorded would be sent again."""
+        def once():
+            with self.sessions() as db:
+                outcome(db, *args)
+        retried(once)
 
 
 def _unsendable(due: queue.Due) -> str | None:

@@ -12,8 +12,8 @@ import signal
 import sys
 import time
 
-from app.database_urls import database_url
-from app.settings import Settings, SettingsError
+from app.database_urls import database_url, edges
+from app.settings import ROLES, Settings, SettingsError
 from app.stack.gunicorn import Gunicorn
 from app.stack.kamailio import Kamailio
 from app.stack.mariadb import PrivateMariaDB, upgrade_schema
@@ -24,17 +24,24 @@ from app.stack.redis import redis_parts
 
 
 def parts(settings: Settings) -> list:
-    database = [PrivateMariaDB(settings)] if settings.private_database else []
-    return [*database, *redis_parts(settings), Kamailio(settings), Gunicorn(settings),
-            MetricsExporter(settings), PostbackWorker(settings)]
+    """The parts of the roles this machine runs (RTB_ROLES), in starting order."""
+    roles = settings.roles
+    database = [PrivateMariaDB(settings)] if "db" in roles and settings.private_database else []
+    edge = [*redis_parts(settings), Kamailio(settings)] if "edge" in roles else []
+    app = ([Gunicorn(settings), MetricsExporter(settings), PostbackWorker(settings)]
+           if "app" in roles else [])
+    return [*database, *edge, *app]
 
 
 def up(settings: Settings) -> list:
     started = []
+    # A server of the operator's gets our schema before an edge or the app uses it.
+    upgraded = settings.private_database
     try:
         for part in parts(settings):
-            if not settings.private_database and isinstance(part, Kamailio):
+            if not upgraded and not isinstance(part, PrivateMariaDB):
                 upgrade_schema(database_url(settings))
+                upgraded = True
             part.start()
             started.append(part)
     except (StartError, RuntimeError):
@@ -50,6 +57,8 @@ def down(settings: Settings) -> None:
 
 
 def banner(settings: Settings) -> str:
+    if settings.roles != set(ROLES):
+        return roles_banner(settings)
     sip = f"{settings.sip_addr}:{settings.sip_port}"
     return f"""
 RTB router is up (state in {settings.var_dir}).
@@ -70,6 +79,25 @@ Dial the reservation's sip_address (<uuid>@{settings.sip_domain}) through {sip} 
 Call ends are posted to keys' postback URLs by the postback worker (README: "Conversion postbacks").
 Logs: {settings.var_dir}/*/*.log
 """
+
+
+def roles_banner(settings: Settings) -> str:
+    """What a machine running some of the roles runs, and where."""
+    lines = [f"RTB router: roles {', '.join(r for r in ROLES if r in settings.roles)} "
+             f"(state in {settings.var_dir})."]
+    if "db" in settings.roles:
+        lines.append(f"  Database  private MariaDB on 127.0.0.1:{settings.db_port}"
+                     if settings.private_database else
+                     "  Database  none started: RTB_DATABASE_URL(S) names the servers")
+    if "edge" in settings.roles:
+        lines.append(f"  SIP edge  {settings.sip_addr}:{settings.sip_port} (udp, tcp), "
+                     f"JSON-RPC and metrics http://127.0.0.1:{settings.rpc_port}")
+    if "app" in settings.roles:
+        lines.append(f"  HTTP API  http://{settings.http_host}:{settings.http_port}, metrics "
+                     f"http://{settings.metrics_host}:{settings.metrics_port}/metrics, "
+                     "postback worker; pushes to " + ", ".join(edges(settings)))
+    lines.append(f"Logs: {settings.var_dir}/*/*.log")
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def run(settings: Settings) -> int:

@@ -6,13 +6,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from app.database_urls import kamailio_database_url
+
+from app.database_urls import kamailio_database_urls
 from app.kamailio_rpc import KamailioRPC, RPCError, rpc_secret
 from app.settings import Settings
 from app.stack.redis import ndb_server, redis_url
 from app.stack.process import Service
 
 SECRETS = "rtb-secrets.cfg"
+# db_cluster's connections, with their passwords: written only for several nodes.
+DB_CLUSTER = "rtb-db-cluster.cfg"
+# db_cluster tries its connections by priority, 9 down to 1: one node each.
+MAX_DB_NODES = 9
 
 
 def defines(settings: Settings) -> list[str]:
@@ -40,20 +45,44 @@ def run_dir(settings: Settings) -> Path:
     return settings.var_dir / "kamailio"
 
 
-def write_secrets(settings: Settings) -> Path:
-    """The database URL, the JSON-RPC secret and, with topos, the Redis server
-    (with its password) for kamailio.cfg's import_file, readable by us alone."""
-    url = kamailio_database_url(settings)
-    if '"' in url or "\n" in url:
-        raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
-    redis = (f'#!define TOPOS_REDIS "{ndb_server(redis_url(settings))}"\n'
-             if settings.sip_topology_hiding else "")
-    path = run_dir(settings) / SECRETS
+def _private_file(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.chmod(0o600)
-    path.write_text(f'#!define DBURL "{url}"\n#!define SQLCON "db=>{url}"\n'
-                    f'#!define RPC_SECRET "{rpc_secret(settings.rpc_secret_file)}"\n{redis}')
+    path.write_text(text)
+
+
+def db_cluster_params(urls: list[str]) -> str:
+    """db_cluster's modparams for kamailio.cfg's WITH_DB_CLUSTER: node i has
+    priority 10 - i, serial ("s") for reads and writes, so every query goes
+    to the first node that answers."""
+    if len(urls) > MAX_DB_NODES:
+        raise RuntimeError(f"Kamailio takes at most {MAX_DB_NODES} database URLs, not {len(urls)}")
+    names = [f"node{i}" for i in range(1, len(urls) + 1)]
+    connections = "".join(f'modparam("db_cluster", "connection", "{name}=>{url}")\n'
+                          for name, url in zip(names, urls))
+    nodes = ";".join(f"{name}={10 - i}s{10 - i}s" for i, name in enumerate(names, 1))
+    return f'{connections}modparam("db_cluster", "cluster", "rtb=>{nodes}")\n'
+
+
+def write_secrets(settings: Settings) -> Path:
+    """The database URL (db_cluster's, with its nodes in a file of their own,
+    for several), the JSON-RPC secret and, with topos, the Redis server (with
+    its password) for kamailio.cfg's import_file, readable by us alone."""
+    urls = kamailio_database_urls(settings)
+    if any('"' in url or "\n" in url for url in urls):
+        raise RuntimeError("Kamailio's database URL may not hold a double quote or a newline")
+    redis = (f'#!define TOPOS_REDIS "{ndb_server(redis_url(settings))}"\n'
+             if settings.sip_topology_hiding else "")
+    cluster = run_dir(settings) / DB_CLUSTER
+    if len(urls) > 1:
+        _private_file(cluster, db_cluster_params(urls))
+        database = '#!define WITH_DB_CLUSTER\n#!define DBURL "cluster://rtb"\n#!define SQLCON "db=>cluster://rtb"\n'
+    else:
+        cluster.unlink(missing_ok=True)
+        database = f'#!define DBURL "{urls[0]}"\n#!define SQLCON "db=>{urls[0]}"\n'
+    path = run_dir(settings) / SECRETS
+    _private_file(path, f'{database}#!define RPC_SECRET "{rpc_secret(settings.rpc_secret_file)}"\n{redis}')
     return path
 
 
