@@ -21,13 +21,9 @@ from dataclasses import dataclass
 from app.console import secret_key
 from app.kamailio_rpc import rpc_secret
 from app.settings import Settings, SettingsError
+from app.stack.__main__ import parts
 from app.stack.galera import GaleraNode, GaleraPorts
-from app.stack.gunicorn import Gunicorn
-from app.stack.kamailio import Kamailio
-from app.stack.metrics import MetricsExporter
-from app.stack.postbacks import PostbackWorker
 from app.stack.process import StartError
-from app.stack.redis import redis_parts
 
 DATABASES, EDGES, APPS = 3, 2, 2
 # Node n's port is the base + n (+ RTB_CLUSTER_PORT_OFFSET).
@@ -68,49 +64,43 @@ class Cluster:
         return ",".join(db.url(user).render_as_string(hide_password=False)
                         for db in self.databases)
 
-    def node_env(self, name: str, **values: str) -> dict[str, str]:
-        """A node's RTB_* variables: the cluster's, its own state folder, every
-        database (writer preference first) and every edge."""
-        rtb, kamailio = self.database_urls("rtb"), self.database_urls("kamailio")
+    def node_env(self, name: str, role: str, **values: str) -> dict[str, str]:
+        """A node's RTB_* variables: the cluster's, its own role and state folder,
+        every database (writer preference first) and every edge."""
         env = {key: value for key, value in self.env.items() if key != "RTB_REDIS_URL"}
         return {**env, "RTB_HTTP_WORKERS": self.env.get("RTB_HTTP_WORKERS", "2"),
-                "RTB_VAR_DIR": str(self.dir / name),
-                "RTB_DATABASE_URL": rtb.split(",")[0], "RTB_DATABASE_URLS": rtb,
-                "RTB_KAMAILIO_DATABASE_URL": kamailio.split(",")[0],
-                "RTB_KAMAILIO_DATABASE_URLS": kamailio,
+                "RTB_ROLES": role, "RTB_VAR_DIR": str(self.dir / name),
+                "RTB_DATABASE_URLS": self.database_urls("rtb"),
+                "RTB_KAMAILIO_DATABASE_URLS": self.database_urls("kamailio"),
                 "RTB_EDGES": ",".join(f"http://127.0.0.1:{self.port('rpc', n)}/RPC"
                                       for n in range(EDGES)),
                 **values}
 
-    def edges(self) -> list[Node]:
-        nodes = []
-        for n in range(EDGES):
-            settings = self._settings(self.node_env(
-                f"edge{n + 1}", RTB_SIP_PORT=str(self.port("sip", n)),
-                RTB_RPC_PORT=str(self.port("rpc", n)), RTB_REDIS_PORT=str(self.port("redis", n))))
-            nodes.append(Node(f"edge{n + 1}", settings,
-                              [*redis_parts(settings), Kamailio(settings)]))
-        return nodes
+    def edge_env(self, n: int) -> dict[str, str]:
+        """Edge n's variables (from 0)."""
+        return self.node_env(f"edge{n + 1}", "edge", RTB_SIP_PORT=str(self.port("sip", n)),
+                             RTB_RPC_PORT=str(self.port("rpc", n)),
+                             RTB_REDIS_PORT=str(self.port("redis", n)))
 
     def app_env(self, n: int) -> dict[str, str]:
-        """App node n's variables (from 0); its own edge is the one it tells of a
-        change when RTB_EDGES is not read."""
-        return self.node_env(f"app{n + 1}", RTB_HTTP_PORT=str(self.port("http", n)),
-                             RTB_METRICS_PORT=str(self.port("metrics", n)),
-                             RTB_SIP_PORT=str(self.port("sip", n % EDGES)),
-                             RTB_RPC_PORT=str(self.port("rpc", n % EDGES)))
+        """App node n's variables (from 0)."""
+        return self.node_env(f"app{n + 1}", "app", RTB_HTTP_PORT=str(self.port("http", n)),
+                             RTB_METRICS_PORT=str(self.port("metrics", n)))
+
+    def edges(self) -> list[Node]:
+        return [self._node(f"edge{n + 1}", self.edge_env(n)) for n in range(EDGES)]
 
     def apps(self) -> list[Node]:
-        nodes = []
-        for n in range(APPS):
-            env = self.app_env(n)
-            settings = self._settings(env)
-            parts = [Gunicorn(settings), MetricsExporter(settings), PostbackWorker(settings)]
-            for part in parts:
-                # These read their settings from the environment.
-                part.service.env.update(env)
-            nodes.append(Node(f"app{n + 1}", settings, parts))
-        return nodes
+        return [self._node(f"app{n + 1}", self.app_env(n)) for n in range(APPS)]
+
+    def _node(self, name: str, env: dict[str, str]) -> Node:
+        """The parts of the node's role, as `make up` with its variables starts them."""
+        settings = self._settings(env)
+        node_parts = parts(settings)
+        for part in node_parts:
+            # The app's processes read their settings from the environment.
+            part.service.env.update(env)
+        return Node(name, settings, node_parts)
 
     def _settings(self, env: dict[str, str]) -> Settings:
         """The node's settings; its secrets are the cluster's, so that every edge
