@@ -44,9 +44,11 @@ def ports_free(offset: int) -> bool:
 
 
 def free_offset() -> int:
-    """RTB_CLUSTER_PORT_OFFSET for a cluster whose every port is free now."""
+    """RTB_CLUSTER_PORT_OFFSET for a cluster whose every port is free now, and
+    below Linux's ephemeral ports (32768 on), which a client's connection may
+    take before a node binds it."""
     for _ in range(50):
-        offset = random.randrange(10000, 55000, 10)
+        offset = random.randrange(10000, 32768 - max(BASE_PORTS.values()) - 3, 10)
         if ports_free(offset):
             return offset
     raise RuntimeError("no free set of ports for a cluster")

@@ -27,16 +27,22 @@ from tests.sip import dial
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(request):
     # Not under pytest's folder: its 0700 would keep out the mysql user the
     # Galera nodes run as.
     var_dir = Path(tempfile.mkdtemp(prefix="rtb-cluster-"))
     started = LoopbackCluster(var_dir)
+    failed = request.session.testsfailed
+    kept = True
     try:
         yield started.up()
+        kept = request.session.testsfailed > failed
     finally:
         started.stop()
-        shutil.rmtree(var_dir, ignore_errors=True)
+        if kept:
+            print(f"\ncluster: logs kept in {var_dir}/cluster/*/")
+        else:
+            shutil.rmtree(var_dir, ignore_errors=True)
 
 
 def reserve(cluster: LoopbackCluster, node: int, key: str) -> str:
@@ -159,9 +165,12 @@ class Load:
         for n, edge in enumerate(self.cluster.edges):
             uuid = reserve(self.cluster, n, self.market.key)
             (self.workdir / uuid).mkdir()
-            self.calls.append(self.pool.submit(dial, self.workdir / uuid, edge, uuid,
-                                               source_ip=self.market.ip, hold_ms=6000))
-            assert self.buyer.messages_wait_for(uuid, timeout=30)
+            call = self.pool.submit(dial, self.workdir / uuid, edge, uuid,
+                                    source_ip=self.market.ip, hold_ms=6000)
+            self.calls.append(call)
+            reached = eventually(lambda: call.done() or f"X-RTB-Reservation: {uuid}"
+                                 in self.buyer.received(), 30)
+            assert reached and not call.done(), call.result().log if call.done() else edge
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from app.stack.mariadb import PrivateMariaDB
+from app.stack.process import StartError
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 SYNCED = "4"
@@ -97,6 +98,10 @@ class GaleraNode(PrivateMariaDB):
             self.service.argv.append("--wsrep-new-cluster")
         try:
             self.service.start(self.synced, timeout=timeout)
+        except StartError as error:
+            log = self.dir / "error.log"
+            tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
+            raise StartError("\n".join([f"{error}", f"{log}:", *tail])) from None
         finally:
             self.service.argv = argv
             self._position = None
