@@ -195,9 +195,11 @@ class Load:
         return max(b - a for p in self.pingers for a, b in zip(self.served(p), self.served(p)[1:]))
 
 
-def writer_lost(cluster: LoopbackCluster, market, buyer, workdir, signum: int) -> Load:
-    """The writer hit with signum under load; back to work on the next node.
-    Returns the load, stopped, for the caller's checks on what it saw."""
+def writer_lost(cluster: LoopbackCluster, market, buyer, workdir, signum: int,
+                then=lambda: None) -> Load:
+    """The writer hit with signum under load; back to work on the next node;
+    then(), still under load. Returns the load, stopped, for the caller's
+    checks on what it saw."""
     writer = cluster.writer()
     with Load(cluster, market, buyer, workdir) as load:
         assert eventually(lambda: load.served_after(time.monotonic() - 1), 20)
@@ -215,6 +217,9 @@ def writer_lost(cluster: LoopbackCluster, market, buyer, workdir, signum: int) -
             assert call.returncode == 0, call.log
         for call in load.calls:
             assert call.result(timeout=60).returncode == 0, call.result().log
+        then()
+        moment = time.monotonic()
+        assert eventually(lambda: load.served_after(moment + 1), HANG_SECONDS)
     print(f"\ncluster: {signal.Signals(signum).name} on the writer: at most "
           f"{load.longest_gap():.1f} s without a 200 on an app node")
     # Never a 500, never a hang: 200, or 503 while the writer changed.
@@ -253,21 +258,27 @@ def test_the_writer_killed_costs_seconds_of_503_and_comes_back_with_every_row(
     assert_node_has_every_row(cluster, writer, m.key_id, made)
 
 
-def test_the_writer_frozen_costs_seconds_of_503_and_catches_up_once_thawed(
+def test_the_writer_frozen_costs_seconds_of_503_and_rejoins_once_thawed(
         cluster, buyers, workdir):
     b = buyers(calls=20)
     m = cluster.market([{"sip_uri": b.uri}])
     writer = cluster.writer()
     pid = writer.service.pid()
+
+    def thaw() -> None:
+        # Thawed, it says it is synced at once: only the others know it was
+        # evicted, and see it back once it has rejoined. Pings go on meanwhile.
+        os.kill(pid, signal.SIGCONT)
+        assert eventually(lambda: all(db.status("wsrep_cluster_size") == "3"
+                                      for db in cluster.nodes.databases), 60)
+
     try:
-        load = writer_lost(cluster, m, b, workdir, signal.SIGSTOP)
+        load = writer_lost(cluster, m, b, workdir, signal.SIGSTOP, then=thaw)
     finally:
         os.kill(pid, signal.SIGCONT)
-    # Evicted while frozen, it rejoins by itself and takes the writes again.
+    # It rejoined by itself (the same process) with every row, and writes again.
     made = {uuid for pinger in load.pingers for uuid in pinger.reserved()}
     assert_node_has_every_row(cluster, writer, m.key_id, made)
-    assert eventually(lambda: all(db.status("wsrep_cluster_size") == "3"
-                                  for db in cluster.nodes.databases), 60)
     assert writer.service.pid() == pid
     cluster.up()
     assert cluster.writer() is writer
