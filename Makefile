@@ -4,10 +4,10 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver
+DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver galera-4 rsync
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run demo up down test test-fast soak bench check-cfg clean
+.PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ up: install ## Start everything in the background; returns once all parts answer
 down: ## Stop what `make up` started; the data stays
 	@if [ -x $(PY) ]; then $(PY) -m app.stack down; fi
 
+cluster-up: install ## Start what is not running of a cluster on loopback: 3 Galera nodes, 2 edges, 2 app nodes ($RTB_VAR_DIR/cluster)
+	$(PY) -m app.stack.cluster up
+
+cluster-down: ## Stop the cluster's parts; the data stays
+	@if [ -x $(PY) ]; then $(PY) -m app.stack.cluster down; fi
+
 check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`, also over several database nodes and as the bench's fixed route
 	kamailio -c -f kamailio/kamailio.cfg
 	kamailio -c -f kamailio/kamailio.cfg -A WITH_DB_CLUSTER
@@ -60,6 +66,9 @@ test-fast: $(STAMP) ## Run the tests that need no server (tests/fast), in second
 
 soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio restart; prints the totals
 	$(PY) -m tests.soak
+
+cluster-soak: install ## `soak` on a cluster of its own, over both app nodes and edges, the writer killed and an edge restarted halfway
+	$(PY) -m tests.soak --cluster
 
 bench: install ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
 	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \

@@ -25,8 +25,9 @@ UNREACHABLE = {1053, 1927, 2002, 2003, 2006, 2013}
 # deadlock (in Galera also a conflict with a write through another node),
 # 1047 a Galera node not (or no longer) synced, and a connection lost or
 # killed mid-transaction (the writer died, or app/writer.py left it). Not
-# 2002/2003: the connect already tried every node.
-TRY_AGAIN = {1047, 1213, 1053, 1927, 2006, 2013}
+# 2002/2003: the connect already tried every node. 1180: a COMMIT that
+# failed, rolled back (Galera: a node that lost the primary component).
+TRY_AGAIN = {1047, 1180, 1213, 1053, 1927, 2006, 2013}
 TRIES = 5
 # Seconds before the second try; doubled for each after it.
 FIRST_PAUSE = 0.1

@@ -158,6 +158,8 @@ class Settings:
     kamailio_database_urls_override: tuple[str, ...] = ()
     edges_override: tuple[str, ...] = ()
     roles: frozenset[str] = frozenset(ROLES)
+    # Added to every port of `make cluster-up`'s nodes, to run a second cluster beside one.
+    cluster_port_offset: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -215,6 +217,7 @@ class Settings:
                                                   ("mysql+pymysql", "mysql")),
             edges_override=_urls(env, "RTB_EDGES", ("http",)),
             roles=_roles(env),
+            cluster_port_offset=_count(env, "RTB_CLUSTER_PORT_OFFSET", 0, minimum=0),
         )
 
     @property

@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 # Seconds between the watcher's looks, and what a look may wait for a node.
 WATCH_SECONDS = 1.0
 PROBE_TIMEOUT = 1
+# Looks in a row a node ahead of the writer must be usable before the app goes
+# back to it: a Galera node thawed after SIGSTOP says it is synced for a few
+# seconds before it learns the others evicted it, and a write there then fails
+# (1180, not in the primary component).
+BACK_LOOKS = 5
 
 
 def synced(connection: pymysql.connections.Connection) -> bool:
@@ -54,6 +59,8 @@ class Writer:
         self.current: int | None = None
         self._sockets: dict[int, weakref.WeakSet] = {i: weakref.WeakSet() for i in range(len(nodes))}
         self._lock = threading.Lock()
+        # The node ahead of the writer seen usable, and in how many looks in a row.
+        self._ahead: tuple[int | None, int] = (None, 0)
         self._watcher_pid: int | None = None
         self._stopped = threading.Event()
 
@@ -125,9 +132,16 @@ class Writer:
             2003, f"no database node is up and synced (last: {error or 'not synced'})")
 
     def look(self) -> None:
-        """One look: the first usable node becomes the writer."""
+        """One look: the first usable node becomes the writer; one ahead of the
+        writer only once it has been usable BACK_LOOKS looks in a row."""
         seen = self.current
         chosen = next((i for i in range(len(self.nodes)) if self.usable(i)), None)
+        if chosen is not None and seen is not None and chosen < seen:
+            looks = self._ahead[1] + 1 if self._ahead[0] == chosen else 1
+            self._ahead = (chosen, looks)
+            if looks < BACK_LOOKS:
+                return
+        self._ahead = (None, 0)
         if chosen is not None:
             self._choose(chosen, seen)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +17,7 @@ from app import admin
 from app.models import Number
 from app.settings import Settings
 from app.stack.postbacks import PostbackWorker
+from tests.instance import Pinger
 from tests.polling import eventually
 from tests.postback_receiver import Receiver
 from tests.private_stack import PrivateStack
@@ -32,37 +32,6 @@ def stack(tmp_path_factory):
     started = PrivateStack(tmp_path_factory.mktemp("faults")).start()
     yield started
     started.stop()
-
-
-class Pinger(threading.Thread):
-    """Pings one key over HTTP until stopped; keeps every answer, or the error instead."""
-
-    def __init__(self, stack: PrivateStack, key: str):
-        super().__init__(daemon=True)
-        self.stack, self.key = stack, key
-        self.answers: list[tuple[int, dict] | Exception] = []
-        self.halt = threading.Event()
-
-    def run(self):
-        while not self.halt.is_set():
-            try:
-                self.answers.append(self.stack.ping(self.key))
-            except OSError as error:
-                self.answers.append(error)
-            self.halt.wait(0.1)
-
-    def stop(self) -> list[tuple[int, dict] | Exception]:
-        self.halt.set()
-        self.join(60)
-        return self.answers
-
-    def reserved(self) -> list[str]:
-        return [a[1]["rtb"]["uuid"] for a in list(self.answers)
-                if isinstance(a, tuple) and a[0] == 200 and "uuid" in a[1]["rtb"]]
-
-    def codes(self) -> set[str]:
-        return {a[1].get("error", {}).get("code", "") if isinstance(a, tuple) else repr(a)
-                for a in list(self.answers)}
 
 
 def call_row(stack: PrivateStack, uuid: str):

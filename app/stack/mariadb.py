@@ -8,42 +8,58 @@ import os
 import secrets
 import shutil
 import subprocess
+from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from app import migrations
-from app.database_urls import (DATABASE, credentials_file, private_credentials, private_dir,
-                               private_url)
+from app.database_urls import DATABASE, credentials_file, private_dir
 from app.settings import Settings
 from app.stack.process import Service
 
 
 class PrivateMariaDB:
-    def __init__(self, settings: Settings):
+    """A mariadbd of our own under the state folder. dir, port and credentials
+    default to the private server's; a Galera node (app/stack/galera.py) has
+    its own."""
+
+    name = "mariadb"
+    # Who mariadbd runs as when started by root; None runs it as whoever starts it.
+    root_runs_as = "root"
+
+    def __init__(self, settings: Settings, dir: Path | None = None, port: int | None = None,
+                 credentials: Path | None = None):
         self.settings = settings
-        self.dir = private_dir(settings)
+        self.dir = dir or private_dir(settings)
+        self.port = port or settings.db_port
         self.socket = self.dir / "mysqld.sock"
-        self.credentials_file = credentials_file(settings)
-        root_flag = ["--user=root"] if os.geteuid() == 0 else []
-        self.service = Service("mariadb", [
+        self.credentials_file = credentials or credentials_file(settings)
+        self.service = Service(self.name, [
             shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",
             f"--datadir={self.dir / 'data'}", f"--socket={self.socket}",
-            f"--port={settings.db_port}", "--bind-address=127.0.0.1",
+            f"--port={self.port}", "--bind-address=127.0.0.1",
             "--skip-name-resolve", "--max-connections=400",
             "--innodb-buffer-pool-size=256M", f"--log-error={self.dir / 'error.log'}",
             # Every deadlock goes to the error log, not only the latest.
             "--innodb-print-all-deadlocks=ON",
-            *root_flag,
+            *self._user_flag(), *self.server_options(),
         # mariadbd sets its own umask (0660) from UMASK: keep its files, the
         # error log among them, to their owner.
         ], self.dir, env={**os.environ, "UMASK": "0600", "UMASK_DIR": "0700"})
 
+    def server_options(self) -> list[str]:
+        """More mariadbd options, after the common ones."""
+        return []
+
+    def _user_flag(self) -> list[str]:
+        return [f"--user={self.root_runs_as}"] if os.geteuid() == 0 else []
+
     def start(self) -> None:
         self._install()
         self.service.start(self._ready, timeout=60)
-        self._bootstrap()
+        self.bootstrap()
 
     def stop(self) -> None:
         self.service.stop(timeout=60)
@@ -52,12 +68,14 @@ class PrivateMariaDB:
         if (self.dir / "data" / "mysql").is_dir():
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([
+        done = subprocess.run([
             "mariadb-install-db", "--no-defaults", f"--datadir={self.dir / 'data'}",
             "--auth-root-authentication-method=socket",
             f"--auth-root-socket-user={getpass.getuser()}", "--skip-test-db",
-            *(["--user=root"] if os.geteuid() == 0 else []),
-        ], check=True, capture_output=True)
+            *self._user_flag(),
+        ], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {(done.stdout + done.stderr)[-2000:]}")
 
     def _ready(self) -> bool:
         return subprocess.run(
@@ -71,9 +89,9 @@ class PrivateMariaDB:
             self.credentials_file.touch(mode=0o600)
             self.credentials_file.write_text(json.dumps(
                 {"rtb": secrets.token_hex(16), "kamailio": secrets.token_hex(16)}))
-        return private_credentials(self.settings)
+        return json.loads(self.credentials_file.read_text())
 
-    def _bootstrap(self) -> None:
+    def bootstrap(self) -> None:
         """Create the database and its two users, upgrade it, grant Kamailio grants.sql's role."""
         creds = self._credentials()
         users = "".join(
@@ -106,16 +124,18 @@ class PrivateMariaDB:
                                capture_output=True, text=True, check=True).stdout
         self.root_sql(zones, database="mysql")
 
-    def root_sql(self, sql: str, database: str | None = None) -> str:
+    def root_sql(self, sql: str, database: str | None = None, timeout: float | None = None) -> str:
+        """sql's output as root; timeout: seconds before subprocess.TimeoutExpired."""
         argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "--batch", "--skip-column-names"]
         done = subprocess.run(argv + ([database] if database else []), input=sql,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"mariadb failed: {done.stderr.strip()}")
         return done.stdout
 
     def url(self, user: str) -> URL:
-        return private_url(self.settings, user)
+        return URL.create("mysql+pymysql", username=user, password=self._credentials()[user],
+                          host="127.0.0.1", port=self.port, database=DATABASE)
 
 
 def upgrade_schema(url: URL) -> None:

@@ -16,6 +16,7 @@ from app.database_urls import (database_url, database_urls, edges, kamailio_data
 from app.db import retried, try_again
 from app.settings import Settings, SettingsError
 from app.stack.__main__ import banner, parts
+from app.writer import BACK_LOOKS, Writer
 
 NODES = "mysql+pymysql://rtb:a@127.0.0.1:3311/rtb,mysql+pymysql://rtb:a@127.0.0.1:3312/rtb"
 
@@ -144,7 +145,7 @@ def db_error(code: int) -> OperationalError:
     return OperationalError("COMMIT", {}, pymysql.err.OperationalError(code, "from the server"))
 
 
-@pytest.mark.parametrize("code", [1213, 1047, 2013, 2006])
+@pytest.mark.parametrize("code", [1213, 1047, 1180, 2013, 2006])
 def test_an_aborted_transaction_is_tried_again_until_it_goes_through(code):
     tries, rolled_back = [], []
 
@@ -182,3 +183,22 @@ def test_tries_are_bounded():
     with pytest.raises(OperationalError):
         retried(work)
     assert len(tries) == 5
+
+
+def test_the_writer_goes_back_to_a_node_ahead_only_once_it_stayed_usable(monkeypatch):
+    """A thawed Galera node says it is synced before it learns it was evicted."""
+    writer = Writer([{"host": "127.0.0.1", "port": 1}, {"host": "127.0.0.1", "port": 2}], {})
+    writer.current = 1
+    usable = {0: True, 1: True}
+    monkeypatch.setattr(writer, "usable", lambda index: usable[index])
+    for _ in range(BACK_LOOKS - 1):
+        writer.look()
+    assert writer.current == 1
+    usable[0] = False
+    writer.look()
+    usable[0] = True
+    for _ in range(BACK_LOOKS - 1):
+        writer.look()
+    assert writer.current == 1
+    writer.look()
+    assert writer.current == 0

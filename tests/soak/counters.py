@@ -55,6 +55,8 @@ def report(counts: dict[str, int], record: Record) -> str:
         f"{len(record.completed)})",
         f"calls relayed         {counts['calls']}",
         f"calls completed       {counts['completed']}",
+        *([f"answers {sorted(record.tolerated)} (failover) {record.tolerated_answers}"]
+          if record.tolerated else []),
         *(f"{name:<22}{counts[name]}" for name in MUST_BE_ZERO),
         *(f"  {error}" for error in record.errors_5xx[:10]),
         "soak: " + " ".join(f"{name}={value}" for name, value in counts.items()),
