@@ -53,6 +53,9 @@ CONNECTIONS = (16, 64)
 RATES = (50, 100, 150, 200)
 CLAIM_CONNECTIONS = (1, 8)
 CLAIMS_PER_CONNECTION = 250
+# Pings and claims are measured this many times, each side in turn; the better run counts.
+ROUNDS = 2
+RATE = {"pings": "rps", "claims": "claims_per_s"}
 CAVEAT = ("On one machine this shows what Galera's replication and a second app node and edge"
           " cost on the same cores, not a gain.")
 
@@ -143,11 +146,15 @@ def measure(sides: list[Side], buyer_uri: str, workdir, args, progress) -> dict:
         for url in side.urls:
             pings.wrk(url, script, max(CONNECTIONS), 2)
     progress.step("market")
-    for conns in CONNECTIONS:
-        for side in sides:
-            progress(f"pings: {side.name}, {conns} connections, {args.seconds} s")
-            result[side.name]["pings"][str(conns)] = ping_run(
-                side, workdir / f"pings-{side.name}.lua", conns, args.seconds)
+    # Each side in turn, twice: on a shared machine the better run is the one
+    # other load disturbed least.
+    runs: dict[tuple[str, str, int], list[dict]] = {}
+    for _ in range(ROUNDS):
+        for conns in CONNECTIONS:
+            for side in sides:
+                progress(f"pings: {side.name}, {conns} connections, {args.seconds} s")
+                runs.setdefault((side.name, "pings", conns), []).append(ping_run(
+                    side, workdir / f"pings-{side.name}.lua", conns, args.seconds))
     progress.step("pings")
     feeds = {}
     for side in sides:
@@ -172,16 +179,25 @@ def measure(sides: list[Side], buyer_uri: str, workdir, args, progress) -> dict:
         result[side.name]["calls"] = {"rate": calls.highest_held(steps[side.name]),
                                       "steps": [vars(s) | {"held": s.held} for s in steps[side.name]]}
     progress.step("calls")
-    for conns in CLAIM_CONNECTIONS:
-        for side in sides:
-            caller = markets[side.name].callers[-1]
-            with side.engine.connect() as conn:
-                uuids = data.make_reservations(conn, markets[side.name], caller,
-                                               conns * CLAIMS_PER_CONNECTION)
-            progress(f"claims: {side.name}, {len(uuids)} from {conns} connections")
-            result[side.name]["claims"][str(conns)] = claim_run(side, caller, uuids, conns)
+    for _ in range(ROUNDS):
+        for conns in CLAIM_CONNECTIONS:
+            for side in sides:
+                caller = markets[side.name].callers[-1]
+                with side.engine.connect() as conn:
+                    uuids = data.make_reservations(conn, markets[side.name], caller,
+                                                   conns * CLAIMS_PER_CONNECTION)
+                progress(f"claims: {side.name}, {len(uuids)} from {conns} connections")
+                runs.setdefault((side.name, "claims", conns), []).append(
+                    claim_run(side, caller, uuids, conns))
     progress.step("claims")
+    for (name, step, conns), tries in runs.items():
+        result[name][step][str(conns)] = best(tries, RATE[step])
     return result
+
+
+def best(runs: list[dict], rate: str) -> dict:
+    """The run with the highest rate, with every run's rate beside it."""
+    return max(runs, key=lambda r: r[rate]) | {"runs": [r[rate] for r in runs]}
 
 
 def rows(result: dict) -> list[tuple[str, str, str, str]]:
@@ -190,8 +206,8 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
     out = []
     for conns in single["pings"]:
         one, two = single["pings"][conns], cluster["pings"][conns]
-        out.append((f"pings/s, {conns} connections", f"{one['rps']:,.0f}", f"{two['rps']:,.0f}",
-                    f"{ratio(two['rps'], one['rps']):.2f}"))
+        out.append((f"pings/s, {conns} connections, the better of {len(one['runs'])} runs",
+                    f"{one['rps']:,.0f}", f"{two['rps']:,.0f}", f"{ratio(two['rps'], one['rps']):.2f}"))
         out.append((f"ping p50 / p99, {conns} connections (cluster: the slower node's)",
                     f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms",
                     f"{two['p50_ms']:.1f} / {two['p99_ms']:.1f} ms",
@@ -206,7 +222,7 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
                     _share(one), _share(two), f"{ratio(_rate(two), _rate(one)):.2f}"))
     for conns in single["claims"]:
         one, two = single["claims"][conns], cluster["claims"][conns]
-        out.append((f"claims/s (rtb_confirm), {conns} connections",
+        out.append((f"claims/s (rtb_confirm), {conns} connections, the better of {len(one['runs'])} runs",
                     f"{one['claims_per_s']:,.0f}", f"{two['claims_per_s']:,.0f}",
                     f"{ratio(two['claims_per_s'], one['claims_per_s']):.2f}"))
         out.append((f"claim p50 / p99, {conns} connections (deadlocks)",
