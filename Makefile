@@ -73,7 +73,7 @@ cluster-soak: install ## `soak` on a cluster of its own, over both app nodes and
 bench: install wrk ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
 	$(PY) -m tests.bench
 
-cluster-bench: install wrk ## Pings, calls and claims on the single stack beside a loopback cluster, in one run (about 10 minutes)
+cluster-bench: install wrk ## Pings, calls and claims on the single stack beside a loopback cluster, in one run (about 5 minutes)
 	$(PY) -m tests.bench.cluster
 
 # The benches' HTTP load generator, installed when first needed.

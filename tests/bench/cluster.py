@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -218,14 +219,14 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
                 f"{ratio(cluster['calls']['rate'], single['calls']['rate']):.2f}"))
     for rate in sorted({s["rate"] for side in (single, cluster) for s in side["calls"]["steps"]}):
         one, two = (connected(side["calls"]["steps"], rate) for side in (single, cluster))
-        out.append((f"calls connected at {rate}/s (the better of its tries)",
-                    _share(one), _share(two), f"{ratio(_rate(two), _rate(one)):.2f}"))
+        out.append((f"calls connected at {rate}/s (the better of its tries)", _share(one),
+                    _share(two), f"{ratio(_rate(two), _rate(one)):.2f}" if one and two else ""))
     for conns in single["claims"]:
         one, two = single["claims"][conns], cluster["claims"][conns]
-        out.append((f"claims/s (rtb_confirm), {conns} connections, the better of {len(one['runs'])} runs",
+        out.append((f"claims/s (rtb_confirm), {_connections(conns)}, the better of {len(one['runs'])} runs",
                     f"{one['claims_per_s']:,.0f}", f"{two['claims_per_s']:,.0f}",
                     f"{ratio(two['claims_per_s'], one['claims_per_s']):.2f}"))
-        out.append((f"claim p50 / p99, {conns} connections (deadlocks)",
+        out.append((f"claim p50 / p99, {_connections(conns)} (deadlocks)",
                     f"{one['claim_ms']['p50']:.2f} / {one['claim_ms']['p99']:.2f} ms ({one['deadlocks']})",
                     f"{two['claim_ms']['p50']:.2f} / {two['claim_ms']['p99']:.2f} ms ({two['deadlocks']})",
                     f"{ratio(two['claim_ms']['p50'], one['claim_ms']['p50']):.2f} (p50)"))
@@ -236,6 +237,10 @@ def connected(steps: list[dict], rate: int) -> tuple[int, int] | None:
     """(connected, dialled) of the try at rate that connected the most; None if not run."""
     tries = [(s["calls"] - s["failed"], s["calls"]) for s in steps if s["rate"] == rate]
     return max(tries) if tries else None
+
+
+def _connections(count: str) -> str:
+    return "1 connection" if count == "1" else f"{count} connections"
 
 
 def _share(pair: tuple[int, int] | None) -> str:
@@ -252,9 +257,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines + [f"| {' | '.join(row)} |" for row in rows(result)])
 
 
-def run(stack: BenchStack, cluster: LoopbackCluster, args, progress: Progress) -> dict:
+def run(stack: BenchStack, running: ExitStack, args, progress: Progress) -> dict:
+    """Both sides started (and their stops pushed on running), measured."""
+    running.callback(stack.stop)
     stack.start(progress, floors=False)
     progress.step("start single")
+    # Its ports are chosen now, clear of the single stack's, which are bound.
+    cluster = LoopbackCluster(stack.dir.parent,
+                              RTB_HTTP_WORKERS=str(max(stack.settings.http_workers // 2, 1)))
+    running.callback(cluster.stop)
+    running.callback(progress, "stopping the single stack and the cluster")
     progress(f"starting the cluster in {cluster.nodes.dir}")
     cluster.up()
     progress.step("start cluster")
@@ -287,20 +299,14 @@ def main() -> int:
     base = settings.var_dir.parent
     # A fresh cluster each run, as the single stack's database is.
     shutil.rmtree(base / "cluster", ignore_errors=True)
-    stack = BenchStack(settings)
-    cluster = LoopbackCluster(base, RTB_HTTP_WORKERS=str(max(settings.http_workers // 2, 1)))
     progress(f"cluster bench in {base}. {CAVEAT}")
     try:
-        result = run(stack, cluster, args, progress)
+        # Whatever happens, Ctrl-C too, what was started is stopped, the cluster first.
+        with ExitStack() as running:
+            result = run(BenchStack(settings), running, args, progress)
     except (StartError, RuntimeError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        progress("stopping the single stack and the cluster")
-        try:
-            stack.stop()
-        finally:
-            cluster.stop()
     progress.step("stop")
     result["timings_s"] = progress.steps | {"total": round(time.monotonic() - progress.started, 1)}
     path = base / "latest.json"
