@@ -307,6 +307,9 @@ def main() -> int:
     except (StartError, RuntimeError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
     progress.step("stop")
     result["timings_s"] = progress.steps | {"total": round(time.monotonic() - progress.started, 1)}
     path = base / "latest.json"
