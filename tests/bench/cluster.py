@@ -138,47 +138,24 @@ def claim_run(side: Side, caller: data.Caller, uuids: list[str], connections: in
 
 
 def measure(sides: list[Side], buyer_uri: str, workdir, args, progress) -> dict:
-    result = {side.name: {"pings": {}, "claims": {}} for side in sides}
-    markets = {}
+    # The app's sessions tell every edge of the callers' addresses.
+    markets = {side.name: data.load_market(side.sessions, buyer_uri) for side in sides}
     for side in sides:
-        # The app's sessions tell every edge of the callers' addresses.
-        markets[side.name] = data.load_market(side.sessions, buyer_uri)
         script = pings.write_script(workdir / f"pings-{side.name}.lua", markets[side.name].keys)
         for url in side.urls:
             pings.wrk(url, script, max(CONNECTIONS), 2)
     progress.step("market")
-    # Each side in turn, twice: on a shared machine the better run is the one
-    # other load disturbed least.
-    runs: dict[tuple[str, str, int], list[dict]] = {}
+    # Pings and claims: each side in turn, ROUNDS times; on a shared machine
+    # the better run is the one other load disturbed least.
+    runs: dict[tuple[str, str, str], list[dict]] = {}
     for _ in range(ROUNDS):
         for conns in CONNECTIONS:
             for side in sides:
                 progress(f"pings: {side.name}, {conns} connections, {args.seconds} s")
-                runs.setdefault((side.name, "pings", conns), []).append(ping_run(
-                    side, workdir / f"pings-{side.name}.lua", conns, args.seconds))
+                runs.setdefault((side.name, "pings", str(conns)), []).append(
+                    ping_run(side, workdir / f"pings-{side.name}.lua", conns, args.seconds))
     progress.step("pings")
-    feeds = {}
-    for side in sides:
-        callers = markets[side.name].callers[:-1]
-        per_caller = sum(RATES) * args.call_seconds * calls.TRIES // len(callers) + 1
-        with side.engine.connect() as conn:
-            feeds[side.name] = {c.ip: data.make_reservations(conn, markets[side.name], c, per_caller)
-                                for c in callers}
-        side.rpc("htable.reload", "rsv")
-    (workdir / "publisher-call.xml").write_text(publisher_scenario(hold_ms=calls.HOLD_MS))
-    # Both sides at each rate, in turn, until each fails a step (tried twice).
-    steps: dict[str, list[Step]] = {side.name: [] for side in sides}
-    for rate in RATES:
-        for side in (s for s in sides if calls.highest_held(steps[s.name]) == rate - RATES[0]):
-            for _ in range(calls.TRIES):
-                step = call_step(workdir, side, feeds[side.name], rate, args.call_seconds)
-                steps[side.name].append(step)
-                progress(f"calls: {side.name} at {rate}/s: {step.failed} of {step.calls} failed")
-                if step.held:
-                    break
-    for side in sides:
-        result[side.name]["calls"] = {"rate": calls.highest_held(steps[side.name]),
-                                      "steps": [vars(s) | {"held": s.held} for s in steps[side.name]]}
+    steps = call_ladder(sides, markets, workdir, args.call_seconds, progress)
     progress.step("calls")
     for _ in range(ROUNDS):
         for conns in CLAIM_CONNECTIONS:
@@ -188,12 +165,39 @@ def measure(sides: list[Side], buyer_uri: str, workdir, args, progress) -> dict:
                     uuids = data.make_reservations(conn, markets[side.name], caller,
                                                    conns * CLAIMS_PER_CONNECTION)
                 progress(f"claims: {side.name}, {len(uuids)} from {conns} connections")
-                runs.setdefault((side.name, "claims", conns), []).append(
+                runs.setdefault((side.name, "claims", str(conns)), []).append(
                     claim_run(side, caller, uuids, conns))
     progress.step("claims")
+    result = {side.name: {"pings": {}, "claims": {}, "calls": {
+        "rate": calls.highest_held(steps[side.name]),
+        "steps": [vars(s) | {"held": s.held} for s in steps[side.name]]}} for side in sides}
     for (name, step, conns), tries in runs.items():
-        result[name][step][str(conns)] = best(tries, RATE[step])
+        result[name][step][conns] = best(tries, RATE[step])
     return result
+
+
+def call_ladder(sides: list[Side], markets: dict[str, data.Market], workdir, seconds: int,
+                progress) -> dict[str, list[Step]]:
+    """Both sides at each rate, in turn, until each fails a step (tried twice)."""
+    feeds = {}
+    for side in sides:
+        callers = markets[side.name].callers[:-1]
+        per_caller = sum(RATES) * seconds * calls.TRIES // len(callers) + 1
+        with side.engine.connect() as conn:
+            feeds[side.name] = {c.ip: data.make_reservations(conn, markets[side.name], c, per_caller)
+                                for c in callers}
+        side.rpc("htable.reload", "rsv")
+    (workdir / "publisher-call.xml").write_text(publisher_scenario(hold_ms=calls.HOLD_MS))
+    steps: dict[str, list[Step]] = {side.name: [] for side in sides}
+    for below, rate in zip((0, *RATES), RATES):
+        for side in (s for s in sides if calls.highest_held(steps[s.name]) == below):
+            for _ in range(calls.TRIES):
+                step = call_step(workdir, side, feeds[side.name], rate, seconds)
+                steps[side.name].append(step)
+                progress(f"calls: {side.name} at {rate}/s: {step.failed} of {step.calls} failed")
+                if step.held:
+                    break
+    return steps
 
 
 def best(runs: list[dict], rate: str) -> dict:
