@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver galera-4 rsync
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench check-cfg clean
+.PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench cluster-bench wrk check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -70,11 +70,17 @@ soak: install ## About 2 minutes of pings, confirms and calls with a Kamailio re
 cluster-soak: install ## `soak` on a cluster of its own, over both app nodes and edges, the writer killed and an edge restarted halfway
 	$(PY) -m tests.soak --cluster
 
-bench: install ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
+bench: install wrk ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
+	$(PY) -m tests.bench
+
+cluster-bench: install wrk ## Pings, calls and claims on the single stack beside a loopback cluster, in one run (about 5 minutes)
+	$(PY) -m tests.bench.cluster
+
+# The benches' HTTP load generator, installed when first needed.
+wrk:
 	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \
 		echo "installing Debian package: wrk"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
-	$(PY) -m tests.bench
 
 clean: down ## Stop everything and delete the state folder and the .venv
 	rm -rf var $(VENV)

@@ -95,16 +95,19 @@ def load_market(sessions: sessionmaker[Session], buyer_uri: str, seed: int = 5) 
 
 
 def make_reservations(conn: Connection, market: Market, caller: Caller, count: int) -> list[str]:
-    """count reserved (unconfirmed) reservations for a caller, spread over the call targets."""
+    """count reserved (unconfirmed) reservations for a caller, spread over the call
+    targets (by rank: under Galera their ids step by the number of nodes)."""
     first = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM reservations")).scalar()
     conn.execute(text(
         "INSERT INTO reservations (uuid, key_id, publisher_id, campaign_id, target_id, payout,"
         " min_seconds, tags, status, candidates, expires_at)"
         " SELECT UUID(), :key, :publisher, :campaign, t.id, t.payout, t.min_seconds, '{}',"
         " 'reserved', t.id, NOW() + INTERVAL 30 MINUTE"
-        f" FROM seq_1_to_{int(count)} s JOIN targets t ON t.id = :first + s.seq % :targets"),
+        f" FROM seq_1_to_{int(count)} s JOIN (SELECT id, payout, min_seconds,"
+        " ROW_NUMBER() OVER (ORDER BY id) - 1 AS n FROM targets WHERE campaign_id = :campaign) t"
+        " ON t.n = s.seq % :targets"),
         {"key": caller.key_id, "publisher": caller.publisher_id, "campaign": market.call_campaign,
-         "first": min(market.call_targets), "targets": len(market.call_targets)})
+         "targets": len(market.call_targets)})
     conn.commit()
     return list(conn.execute(text(
         "SELECT uuid FROM reservations WHERE id > :first AND key_id = :key ORDER BY id"),

@@ -19,7 +19,7 @@ CLAIMS = 500
 DEADLOCK = 1213
 
 
-def _claims(kamailio_url: URL, caller: Caller, uuids: list[str]) -> tuple[list[float], int]:
+def time_claims(kamailio_url: URL, caller: Caller, uuids: list[str]) -> tuple[list[float], int]:
     """Milliseconds per claim, each one CALL and one SELECT of its results, as the cfg does,
     and how many claims a deadlock refused (Kamailio would answer those 503; here the
     claim is tried again, up to three times)."""
@@ -58,7 +58,7 @@ def measure_at(conn: Connection, kamailio_url: URL, market: Market, total: int, 
     rows = fill_history(conn, total - CLAIMS, progress)
     uuids = make_reservations(conn, market, caller, CLAIMS)
     progress(f"scale: {CLAIMS} claims with {rows + CLAIMS:,} reservations")
-    took, deadlocks = _claims(kamailio_url, caller, uuids)
+    took, deadlocks = time_claims(kamailio_url, caller, uuids)
     return {"reservations": rows + CLAIMS, "claim_ms": distribution(took), "deadlocks": deadlocks}
 
 

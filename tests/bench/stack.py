@@ -28,14 +28,15 @@ GUNICORN_START_SECONDS = 120
 # operator's database, ports or state.
 NOT_INHERITED = ("RTB_DATABASE_URL", "RTB_KAMAILIO_DATABASE_URL", "RTB_HTTP_PORT", "RTB_SIP_PORT",
                  "RTB_RPC_PORT", "RTB_DB_PORT", "RTB_HTTP_HOST", "RTB_SIP_ADDR", "RTB_SIP_DOMAIN",
-                 "RTB_REDIS_URL", "RTB_REDIS_PORT")
+                 "RTB_REDIS_URL", "RTB_REDIS_PORT", "RTB_DATABASE_URLS", "RTB_KAMAILIO_DATABASE_URLS",
+                 "RTB_EDGES", "RTB_ROLES", "RTB_CLUSTER_PORT_OFFSET")
 
 
 def free_tcp_port() -> int:
     return free_port(kind=socket.SOCK_STREAM)
 
 
-def bench_settings() -> Settings:
+def bench_settings(folder: str = "bench") -> Settings:
     """The operator's settings (workers, cfg) with a state folder and ports of the bench's own.
 
     They are put in this process's environment too: gunicorn's workers read
@@ -45,7 +46,7 @@ def bench_settings() -> Settings:
         os.environ.pop(name, None)
     base = Settings.from_env().var_dir
     os.environ.update({
-        "RTB_VAR_DIR": str(base / "bench"),
+        "RTB_VAR_DIR": str(base / folder),
         "RTB_HTTP_PORT": str(free_tcp_port()),
         "RTB_SIP_PORT": str(free_sip_port()),
         "RTB_RPC_PORT": str(free_tcp_port()),
@@ -67,7 +68,8 @@ class BenchStack:
         self.started: list = []
         self.buyer: Buyer | None = None
 
-    def start(self, progress) -> None:
+    def start(self, progress, floors: bool = True) -> None:
+        """With floors False, only the real parts: MariaDB, Redis, Kamailio, gunicorn."""
         # A fresh database each run: the figures must not depend on the last run's rows.
         for state in ("mariadb", "kamailio", "fixed"):
             shutil.rmtree(self.dir / state, ignore_errors=True)
@@ -79,11 +81,13 @@ class BenchStack:
             self._start(part)
         self.buyer = Buyer(self.workdir, calls=10_000_000, scenario="buyer_rings.xml", timeout=3600,
                            trace=False)
-        progress("starting Kamailio (real and fixed-route) and gunicorn (real, no-op and durable floors)")
+        progress("starting Kamailio and gunicorn" + (" and their floors" if floors else ""))
         self._start(Kamailio(self.settings))
+        self.app = self._start(Gunicorn(self.settings), timeout=GUNICORN_START_SECONDS)
+        if not floors:
+            return
         self.fixed = self._fixed_route()
         self._start(self.fixed)
-        self.app = self._start(Gunicorn(self.settings), timeout=GUNICORN_START_SECONDS)
         self.floor = self._start(Gunicorn(self._beside("floor", http_port=free_tcp_port()),
                                           FLOOR_APP), timeout=GUNICORN_START_SECONDS)
         self.durable_floor = self._start(Gunicorn(
