@@ -30,6 +30,10 @@ class RPCError(RuntimeError):
     """Kamailio did not answer, or answered with a fault."""
 
 
+class RPCUnreachable(RPCError):
+    """Kamailio could not be reached at all (refused, timed out, cut off)."""
+
+
 def rpc_secret(path: Path) -> str:
     """The shared secret in `path`, made there (mode 0600) by whoever asks first.
 
@@ -92,7 +96,9 @@ class KamailioRPC:
                     "content-type", "").startswith("application/json"):
                 raise RPCError(f"{method}: HTTP {response.status} {response.reason}")
             answer = json.loads(response.data)
-        except (OSError, ValueError, HTTPError) as error:
+        except (OSError, HTTPError) as error:
+            raise RPCUnreachable(f"{method}: {error}") from error
+        except ValueError as error:
             raise RPCError(f"{method}: {error}") from error
         if "error" in answer:
             raise RPCError(f"{method}: {answer['error'].get('message')}")

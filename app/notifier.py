@@ -15,7 +15,7 @@ import time
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.kamailio_rpc import RPCError
+from app.kamailio_rpc import RPCError, RPCUnreachable
 from app.metrics import KAMAILIO_PUSH_FAILURES
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _send_to(rpc, pending: list) -> None:
             KAMAILIO_PUSH_FAILURES.labels(method).inc()
             log.warning("Kamailio at %s not told (%s); it will read the database instead",
                         rpc.url, error)
-            if isinstance(error.__cause__, OSError):
+            if isinstance(error, RPCUnreachable):
                 for skipped, _ in pending[sent + 1:]:
                     KAMAILIO_PUSH_FAILURES.labels(skipped).inc()
                 return
