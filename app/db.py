@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pymysql
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,6 +99,28 @@ def try_again(error: DBAPIError) -> bool:
 def _code(error: DBAPIError) -> int | None:
     args = error.orig.args if error.orig else ()
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def one_called(result: CursorResult) -> Row:
+    """The one row a CALL answered, after reading the rest of its answer.
+
+    A procedure that leaves its transaction open may still end with an error
+    after its row: under Galera, a write through another node that conflicts
+    aborts the transaction (1213) at any moment. SQLAlchemy closes a cursor
+    without raising what the rest of the answer holds, and the caller's
+    COMMIT would then commit nothing; read it here, so that error is raised
+    (and the request tried again, see retried)."""
+    row = result.fetchone()
+    try:
+        while result.cursor.nextset():
+            pass
+    except pymysql.err.Error as error:
+        raise DBAPIError.instance(None, None, error, pymysql.err.Error) from error
+    finally:
+        result.close()
+    if row is None:
+        raise RuntimeError("the procedure answered no row")
+    return row
 
 
 def database_unreachable(error: DBAPIError) -> bool:

@@ -24,6 +24,7 @@ from app import auction, notifier, reservations, sip_headers, targeting
 from app.bid_answers import Answer
 from app.bid_templates import PingFacts
 from app.bidding import Bidder
+from app.db import one_called
 from app.domain_errors import DomainError, Invalid, RateLimited
 from app.models import Call, Ping, PingDay, PostbackKey, Reservation
 from app.ping_cache import PingCache
@@ -59,14 +60,14 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
             left = limits.bid_deadline_ms / 1000 - (time.perf_counter() - started)
             ranked, reason, answers = auction.bid(session, bidder, ranked, facts, left, asked,
                                                   key, key.rate_limit or limits.rate_limit)
-        row = session.execute(_PING, {
+        row = one_called(session.execute(_PING, {
             "key": key.id, "version": version, "uuid": uuid,
             "caller": caller, "tags": json.dumps(tags),
             "candidates": ",".join(str(t.id) for t in ranked), "reason": reason,
             "error": error and error.code, "rate": limits.rate_limit,
             "numbers": limits.held_numbers,
             "elapsed": round((time.perf_counter() - started) * 1000, 3),
-            "bids": json.dumps([a.as_json() for a in answers]) if answers else None}).one()
+            "bids": json.dumps([a.as_json() for a in answers]) if answers else None}))
         if row.outcome == "stale":
             cache.forget()
             continue
