@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench cluster-bench wrk check-cfg clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 install: packages $(STAMP) ## Install what is missing: Debian packages and the .venv
 
@@ -82,5 +82,5 @@ wrk:
 		echo "installing Debian package: wrk"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
 
-clean: down ## Stop everything and delete the state folder and the .venv
+clean: down cluster-down ## Stop everything (the cluster too) and delete the state folder and the .venv
 	rm -rf var $(VENV)
