@@ -6,12 +6,14 @@ credentials, and either connect (ACK, hold, BYE) or expect one final refusal.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from app.stack.demo.sipp import free_media_port
 from tests.polling import eventually
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -96,6 +98,34 @@ def free_port(ip: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
         return sock.getsockname()[1]
 
 
+def listening(port: int, transport: str = "u1", pid: int | None = None) -> bool:
+    """Something (process pid, when given) has bound this UDP port on 127.0.0.1
+    ("u1"), or listens on this TCP port ("t1"). Read from /proc: probing by
+    binding could take the port from the process starting."""
+    table, state = ("udp", None) if transport.startswith("u") else ("tcp", "0A")
+    local = f"0100007F:{port:04X}"
+    inodes = _sockets(pid) if pid else None
+    for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and state in (None, fields[3]) and \
+                (inodes is None or fields[9] in inodes):
+            return True
+    return False
+
+
+def _sockets(pid: int) -> set[str]:
+    """The inodes of the sockets process pid holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    return inodes
+
+
 def free_sip_port() -> int:
     """A port free on 127.0.0.1 for both UDP and TCP."""
     while True:
@@ -122,7 +152,8 @@ class Buyer:
 
     workdir: Path
     calls: int = 1
-    port: int = field(default_factory=free_port)
+    # Chosen free when not given.
+    port: int | None = None
     # A file in tests/scenarios, or a path (gateway_scenario() writes one).
     scenario: str | Path = "buyer.xml"
     # SIPp quits after this many seconds whatever happens.
@@ -132,15 +163,44 @@ class Buyer:
     transport: str = "u1"
 
     def __post_init__(self):
+        """Return once SIPp listens, so the edge's first INVITE finds it.
+
+        A SIP or media port chosen here that SIPp could not bind (taken since it
+        was found free) is replaced by another; a SIP port the test gave is kept."""
+        given = self.port is not None
+        for _ in range(3):
+            self.port = self.port if given else free_port()
+            self.media_port = free_media_port()
+            self._start()
+            if eventually(self._listening, 10, interval=0.02) and self.proc.poll() is None:
+                return
+            self.stop()
+        errors = self.workdir / f"buyer-{self.port}.err"
+        raise RuntimeError(f"SIPp buyer on port {self.port} did not start: "
+                           f"{errors.read_text() if errors.exists() else 'no error file'}")
+
+    def _start(self) -> None:
         self.messages = self.workdir / f"buyer-{self.port}-{Path(self.scenario).name}.log"
         options = ["-trace_msg", "-message_file", str(self.messages)] if self.trace else []
         options += ["-default_behaviors", "all,-abortunexp"]
         self.proc = subprocess.Popen(
             ["sipp", "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1", "-t", self.transport,
-             "-p", str(self.port), "-mp", str(free_port()), "-m", str(self.calls),
+             "-p", str(self.port), "-mp", str(self.media_port), "-m", str(self.calls),
              "-timeout", f"{self.timeout}s", "-nostdin", "-aa", *options,
              "-trace_err", "-error_file", str(self.workdir / f"buyer-{self.port}.err")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
+
+    def _listening(self) -> bool:
+        """SIPp has bound its SIP port and its media ports (it binds them after
+        the SIP port, and exits when one is taken), or has exited."""
+        if self.proc.poll() is not None:
+            return True
+        try:
+            return listening(self.port, self.transport, self.proc.pid) and all(
+                listening(port, "u1", self.proc.pid)
+                for port in (self.media_port, self.media_port + 2))
+        except FileNotFoundError:
+            return True
 
     @property
     def uri(self) -> str:
@@ -199,7 +259,7 @@ def publisher_argv(workdir: Path, edge: tuple[str, int], uuid: str | list[str], 
     errors = workdir / f"publisher-{port}.err"
     argv = ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),
             "-key", "domain", domain or edge[0], "-i", source_ip, "-p", str(port),
-            "-mp", str(free_port(source_ip)), "-t", transport, "-m", str(len(uuids)),
+            "-mp", str(free_media_port(source_ip)), "-t", transport, "-m", str(len(uuids)),
             "-r", str(rate), "-timeout", f"{timeout_s}s", "-timeout_error",
             "-nostdin", "-aa", "-trace_err", "-error_file", str(errors)]
     if auth:

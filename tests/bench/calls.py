@@ -13,6 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.stack.demo.sipp import free_media_port
 from tests.sip import free_port, publisher_scenario, screen_count
 
 RATES = (100, 200, 300, 400, 600, 800, 1000, 1200, 1600)
@@ -58,7 +59,7 @@ def _sipp(workdir: Path, edge: tuple[str, int], ip: str, uuids: list[str], rate:
     return subprocess.Popen(
         ["sipp", f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-inf", str(injection),
          "-key", "domain", edge[0], "-i", ip, "-p", str(free_port(ip)),
-         "-mp", str(free_port(ip)), "-m", str(len(uuids)), "-r", f"{rate:g}",
+         "-mp", str(free_media_port(ip)), "-m", str(len(uuids)), "-r", f"{rate:g}",
          "-timeout", f"{seconds + 30}s", "-nostdin", "-max_retrans", "3",
          # Answer the edge's keepalives (OPTIONS within the call), and ignore a
          # 180 that comes after the 200 rather than abort the call, as a phone

@@ -21,6 +21,19 @@ def free_port(ip: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_media_port(ip: str = "127.0.0.1") -> int:
+    """A port for SIPp's -mp. SIPp binds it and the port 2 above (audio and
+    video RTP), and exits when either is taken."""
+    while True:
+        port = free_port(ip)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as video:
+            try:
+                video.bind((ip, port + 2))
+            except (OSError, OverflowError):
+                continue
+        return port
+
+
 def _sipp(argv: list[str], workdir: Path) -> subprocess.Popen:
     return subprocess.Popen([shutil.which("sipp") or "/usr/bin/sipp", *argv],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -34,7 +47,7 @@ def start_buyer(workdir: Path) -> tuple[subprocess.Popen, str]:
     INVITE when the edge is slow) is ignored, as a phone ignores it."""
     port = free_port()
     proc = _sipp(["-sf", str(SCENARIOS / "buyer.xml"), "-i", "127.0.0.1", "-p", str(port),
-                  "-mp", str(free_port()), "-d", str(TALK_MS), "-nostdin", "-aa",
+                  "-mp", str(free_media_port()), "-d", str(TALK_MS), "-nostdin", "-aa",
                   "-default_behaviors", "all,-abortunexp"], workdir)
     return proc, f"sip:buyer@127.0.0.1:{port}"
 
@@ -46,7 +59,7 @@ def dial(workdir: Path, edge: tuple[str, int], sip_address: str, caller: str,
     return _sipp([f"{edge[0]}:{edge[1]}", "-sf", str(SCENARIOS / "publisher.xml"),
                   "-s", uuid, "-key", "domain", domain, "-key", "caller", caller,
                   "-i", source_ip, "-p", str(free_port(source_ip)),
-                  "-mp", str(free_port(source_ip)), "-m", "1", "-nostdin", "-aa",
+                  "-mp", str(free_media_port(source_ip)), "-m", "1", "-nostdin", "-aa",
                   "-timeout", f"{CALL_TIMEOUT_S}s", "-timeout_error"], workdir)
 
 
