@@ -1,26 +1,21 @@
 """Asking pass-through targets for live bids, all at once, within the ping's deadline.
 
-Each web worker process keeps a pool of threads that ask buyers, and one
-urllib3 pool of connections kept alive between pings. A ping hands its
-buyers to the threads and waits until they have answered or the deadline
-has come: a buyer still out then is a timeout, and its thread gives up
-within its own budget. Measured against httpx's asyncio client on a loop
-of its own (tests/bench/passthrough.py): threads blocked in urllib3 kept
-up with 4 buyers a ping where the event loop, starved of the GIL by the
-request threads, did not.
+The request thread asks every buyer itself, through libcurl's multi
+interface (pycurl): the transfers run in C, the thread waits in select()
+without the GIL, and each thread keeps its buyers' connections alive
+between pings. Measured against urllib3 in a pool of bidder threads and
+httpx's asyncio client (docs/performance.md): threads handing the GIL to
+each other were most of what a pass-through ping cost beyond a static one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError as Urllib3Timeout
+import pycurl
 
 from app import bid_answers, bid_templates
 from app.bid_answers import Answer
@@ -29,104 +24,137 @@ from app.bid_templates import PingFacts
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024
-# Buyers asked at once by one worker process; each thread mostly waits on a socket.
-ASKING_THREADS = 64
+# How long one select() may wait before the deadline is looked at again.
+TICK = 0.05
+IDLE = 0.002
+TOO_LARGE = {pycurl.E_WRITE_ERROR, pycurl.E_FILESIZE_EXCEEDED}
+TIMED_OUT = {pycurl.E_OPERATION_TIMEDOUT}
+BAD_URL = {pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL}
 
 
-class TooLarge(Exception):
-    pass
+class _Asking:
+    """One buyer being asked: its transfer, its budget and what it sent back."""
 
+    def __init__(self, target, request: dict, budget: float, cut_short: bool) -> None:
+        self.target, self.cut_short, self.body = target, cut_short, bytearray()
+        self.curl = curl = pycurl.Curl()
+        curl.setopt(pycurl.URL, request["url"])
+        curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in request["headers"].items()])
+        if request["method"] == "POST":
+            curl.setopt(pycurl.POSTFIELDS, request["body"])
+        # http(s) only, no redirect followed, no answer decoded, no signal
+        # (threads), and the whole transfer within the buyer's budget.
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.MAXFILESIZE, MAX_ANSWER)
+        ms = max(int(budget * 1000), 1)
+        curl.setopt(pycurl.TIMEOUT_MS, ms)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, ms)
+        curl.setopt(pycurl.WRITEFUNCTION, self._write)
 
-class TooSlow(Exception):
-    pass
+    def _write(self, chunk: bytes) -> int | None:
+        self.body += chunk
+        # A count other than the chunk's length aborts the transfer: an answer
+        # without a Content-Length is cut at 64 KiB too.
+        return 0 if len(self.body) > MAX_ANSWER else None
+
+    def answered(self, ms: float) -> Answer:
+        target, status = self.target, self.curl.getinfo(pycurl.RESPONSE_CODE)
+        if 300 <= status < 400:
+            return Answer(target.id, "error", ms, "redirect")
+        try:
+            return bid_answers.read(target.id, status, bytes(self.body), ms, target.bid_fields,
+                                    target.max_bid, target.gateway_id is not None)
+        except Exception:
+            # Whatever one buyer's answer did, it costs that buyer alone.
+            log.exception("reading target %s's answer failed", target.id)
+            return Answer(target.id, "error", ms, "failed")
+
+    def failed(self, code: int, ms: float) -> Answer:
+        target = self.target
+        if code in TOO_LARGE:
+            return Answer(target.id, "error", ms, "too_large")
+        if code in TIMED_OUT:
+            # Headers came and the body did not within the budget: a slow drip.
+            started = self.curl.getinfo(pycurl.RESPONSE_CODE) != 0
+            reason = "ping_deadline" if self.cut_short else "slow_body" if started else None
+            return Answer(target.id, "timeout", ms, reason)
+        if code in BAD_URL:
+            return Answer(target.id, "error", ms, "bad_url")
+        return Answer(target.id, "error", ms, "unreachable")
 
 
 class Bidder:
-    """One per worker process: gunicorn forks before the first ping, and the threads start then."""
+    """One per web worker process; each request thread asks through its own
+    libcurl multi handle, which keeps connections to buyers between pings."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._threads: ThreadPoolExecutor | None = None
-        self._http: urllib3.PoolManager | None = None
+        self._local = threading.local()
 
-    def _started(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._threads = ThreadPoolExecutor(ASKING_THREADS, thread_name_prefix="bidder")
-                # Redirects are not followed, nor requests retried, nor answers decoded.
-                self._http = urllib3.PoolManager(num_pools=256, maxsize=ASKING_THREADS,
-                                                 retries=False)
-                self._pid = os.getpid()
-            return self._threads
+    def _multi(self) -> pycurl.CurlMulti:
+        multi = getattr(self._local, "multi", None)
+        if multi is None:
+            multi = self._local.multi = pycurl.CurlMulti()
+        return multi
 
     def ask(self, targets: list[Any], facts: PingFacts, seconds: float) -> list[Answer]:
         """Every target's answer, in their order, within `seconds`."""
         if not targets:
             return []
-        threads, started, seconds = self._started(), time.perf_counter(), max(seconds, 0.0)
-        asking = [threads.submit(self._ask_one, t, facts, started + seconds) for t in targets]
-        done, _ = wait(asking, timeout=seconds)
-        ms = _ms(started)
-        answers = []
-        for target, future in zip(targets, asking):
-            if future in done and future.exception() is not None:
-                # Whatever one buyer's answer did, it costs that buyer alone.
-                log.error("asking target %s failed", target.id, exc_info=future.exception())
-                answers.append(Answer(target.id, "error", ms, "failed"))
-            elif future in done:
-                answers.append(future.result())
-            else:
-                future.cancel()
-                answers.append(Answer(target.id, "timeout", ms, "ping_deadline"))
-        return answers
-
-    def _ask_one(self, target, facts: PingFacts, deadline: float) -> Answer:
-        started = time.perf_counter()
-        own = target.bid_timeout_ms / 1000
-        budget = min(own, deadline - started)
-        cut_short = budget < own
+        started, seconds = time.perf_counter(), max(seconds, 0.0)
+        answers: dict[int, Answer] = {}
+        asking: dict[pycurl.Curl, tuple[int, _Asking]] = {}
+        multi = self._multi()
         try:
-            status, body = self._fetch(_request(target, facts), started + budget, max(budget, 0.001))
-        except ValueError:
-            return Answer(target.id, "error", _ms(started), "bad_url")
-        except TooLarge:
-            return Answer(target.id, "error", _ms(started), "too_large")
-        except (Urllib3Timeout, TooSlow) as slow:
-            reason = ("ping_deadline" if cut_short
-                      else "slow_body" if isinstance(slow, TooSlow) else None)
-            return Answer(target.id, "timeout", _ms(started), reason)
-        except HTTPError:
-            return Answer(target.id, "error", _ms(started), "unreachable")
-        if 300 <= status < 400:
-            return Answer(target.id, "error", _ms(started), "redirect")
-        return bid_answers.read(target.id, status, body, _ms(started), target.bid_fields,
-                                target.max_bid, target.gateway_id is not None)
-
-    def _fetch(self, request: dict, ends: float, budget: float) -> tuple[int, bytes]:
-        """The status and body; each socket wait is at most the budget, and the
-        body is given up once the budget is spent (a slow drip) or 64 KiB passed."""
-        response = self._http.request(**request, redirect=False, preload_content=False,
-                                      decode_content=False,
-                                      timeout=urllib3.Timeout(connect=budget, read=budget))
-        complete = False
-        try:
-            if int(response.headers.get("content-length") or 0) > MAX_ANSWER:
-                raise TooLarge
-            body = bytearray()
-            while chunk := response.read1(16384):
-                body += chunk
-                if len(body) > MAX_ANSWER:
-                    raise TooLarge
-                if time.perf_counter() > ends:
-                    raise TooSlow
-            complete = True
-            return response.status, bytes(body)
+            for n, target in enumerate(targets):
+                own = target.bid_timeout_ms / 1000
+                try:
+                    one = _Asking(target, _request(target, facts), min(own, seconds),
+                                  seconds < own)
+                except ValueError:
+                    answers[n] = Answer(target.id, "error", _ms(started), "bad_url")
+                    continue
+                multi.add_handle(one.curl)
+                asking[one.curl] = (n, one)
+            _run(multi, asking, answers, started, started + seconds)
         finally:
-            if not complete:
-                # A connection given up mid-answer cannot carry the next request.
-                response.close()
-            response.release_conn()
+            for curl, (n, one) in asking.items():
+                multi.remove_handle(curl)
+                curl.close()
+                answers.setdefault(n, Answer(one.target.id, "timeout", _ms(started),
+                                             "ping_deadline"))
+        return [answers[n] for n in range(len(targets))]
+
+
+def _run(multi: pycurl.CurlMulti, asking: dict, answers: dict[int, Answer], started: float,
+         deadline: float) -> None:
+    """Drive the transfers until each has ended or the deadline has come."""
+    waiting = len(asking)
+    while waiting:
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        while True:
+            queued, ok, failed = multi.info_read()
+            for curl in ok:
+                n, one = asking[curl]
+                answers[n] = one.answered(_ms(started))
+            for curl, code, _message in failed:
+                n, one = asking[curl]
+                answers[n] = one.failed(code, _ms(started))
+            waiting -= len(ok) + len(failed)
+            if not queued:
+                break
+        left = deadline - time.perf_counter()
+        if not waiting or left <= 0:
+            return
+        wanted = multi.timeout()
+        wait = min(left, TICK, wanted / 1000 if wanted >= 0 else TICK)
+        if any(multi.fdset()):
+            multi.select(wait)
+        else:
+            # No socket yet (a name being resolved): select() would not wait.
+            time.sleep(min(wait, IDLE))
 
 
 def _request(target, facts: PingFacts) -> dict:

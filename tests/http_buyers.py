@@ -24,6 +24,8 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     # Seconds between the body's bytes; None sends it at once.
     drip: float | None = None
+    # Sent in chunks, without a Content-Length to go by.
+    chunked: bool = False
     never: bool = False
 
 
@@ -99,10 +101,15 @@ class HttpBuyers:
     async def _answer(self, writer: asyncio.StreamWriter, b: Behaviour) -> None:
         await asyncio.sleep(b.delay)
         body = b.body if isinstance(b.body, bytes) else json.dumps(b.body).encode()
-        head = {"Content-Length": str(len(body)), "Content-Type": "application/json", **b.headers}
+        length = {"Transfer-Encoding": "chunked"} if b.chunked else {"Content-Length": str(len(body))}
+        head = {**length, "Content-Type": "application/json", **b.headers}
         writer.write(f"HTTP/1.1 {b.status} X\r\n".encode()
                      + "".join(f"{k}: {v}\r\n" for k, v in head.items()).encode() + b"\r\n")
-        if b.drip is None:
+        if b.chunked:
+            for i in range(0, len(body), 4096):
+                writer.write(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096]))
+            writer.write(b"0\r\n\r\n")
+        elif b.drip is None:
             writer.write(body)
         else:
             for i in range(len(body)):

@@ -122,6 +122,7 @@ def test_every_buyer_s_answer_is_kept_and_a_silent_one_does_not_stop_the_others(
 
 HOSTILE = [
     ({"body": b"x" * (70 * 1024)}, "error", "too_large"),
+    ({"body": b"x" * (70 * 1024), "chunked": True}, "error", "too_large"),
     ({"body": b"<html>bid: 5</html>"}, "error", "not_json"),
     ({"status": 302, "headers": {"Location": "http://127.0.0.1:9/"}}, "error", "redirect"),
     ({"status": 500}, "error", "http_500"),
