@@ -9,7 +9,7 @@ expireInSeconds the expiry; a target's bid_fields name other paths
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
@@ -48,8 +48,9 @@ class Answer:
         return replace(self, payout=payout, reason=None if payout is not None else "below_margin")
 
     def as_json(self) -> dict[str, Any]:
-        return {name: str(value) if isinstance(value, Decimal) else value
-                for name, value in asdict(self).items()}
+        # Field by field: asdict() deep-copies, a measurable share of a ping.
+        return {f.name: str(value) if isinstance(value := getattr(self, f.name), Decimal) else value
+                for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -71,17 +71,18 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
         if row.outcome == "stale":
             cache.forget()
             continue
+        made = _reservation(row) if row.id is not None else None
         if row.outcome in ("reserved", "confirmed"):
             _keep_headers(session, row.id, ranked, sip_headers.Values(
                 uuid, key.publisher_id, key.campaign_id, caller, place.state, place.zip, tags))
             notifier.queue(session, "htable.setxs", "rsv", row.uuid,
-                           reservations.htable_value(_reservation(row)),
+                           reservations.htable_value(made),
                            key.ttl_seconds + reservations.HTABLE_GRACE)
         # rtb_ping leaves its transaction to us: the reservation is committed
         # (and Kamailio told) only by a worker alive to answer with it, and
         # the log row of a refused ping with it.
         session.commit()
-        return _answer(row, key, error, limits)
+        return _answer(row, made, key, error, limits)
     raise RuntimeError(f"keys or targets changed under {STALE_TRIES} pings in a row")
 
 
@@ -95,12 +96,12 @@ def _keep_headers(session: Session, reservation_id: int, candidates: list[Row],
                         .values(sip_headers=rendered))
 
 
-def _answer(row: Row, key: PostbackKey, error: DomainError | None,
+def _answer(row: Row, made: Reservation | None, key: PostbackKey, error: DomainError | None,
             limits: PingLimits) -> Reserved | Rejection:
     if row.outcome == "rejected":
         return Rejection(row.reason)
     if row.outcome != "error":
-        return Reserved(_reservation(row), shielded=row.outcome == "duplicate")
+        return Reserved(made, shielded=row.outcome == "duplicate")
     if row.reason == "invalid_key":
         raise reservations.unknown_key()
     if row.reason == "rate_limited":
