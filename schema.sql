@@ -713,7 +713,7 @@ BEGIN
   DECLARE v_live BOOLEAN;
   DECLARE v_list VARCHAR(255);
   DECLARE v_candidate INT UNSIGNED;
-  DECLARE v_room BOOLEAN;
+  DECLARE v_room, v_capped BOOLEAN;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
   -- calls_open_call_id_uq decides, even between racing INVITEs.
   DECLARE EXIT HANDLER FOR 1062 BEGIN
@@ -748,19 +748,25 @@ BEGIN
   WHILE p_result IS NULL AND v_list <> '' DO
     SET v_candidate = SUBSTRING_INDEX(v_list, ',', 1);
     SET v_list = IF(LOCATE(',', v_list) > 0, SUBSTRING(v_list, LOCATE(',', v_list) + 1), '');
-    SET v_room = NULL;
-    SELECT enabled INTO v_room FROM targets WHERE id = v_candidate FOR UPDATE;
-    IF v_room THEN
-      -- A pass-through target takes the call only on its live bid, until that expires.
+    SET v_room = NULL, v_capped = NULL;
+    SELECT enabled, concurrency_cap IS NOT NULL OR hourly_cap IS NOT NULL
+                    OR daily_cap IS NOT NULL OR monthly_cap IS NOT NULL
+      INTO v_room, v_capped FROM targets WHERE id = v_candidate FOR UPDATE;
+    -- target_usage only for a target with a cap (as in rtb_ping_once).
+    IF v_room AND v_capped THEN
       SELECT (t.concurrency_cap IS NULL OR u.live < t.concurrency_cap)
          AND (t.hourly_cap IS NULL OR u.this_hour < t.hourly_cap)
          AND (t.daily_cap IS NULL OR u.today < t.daily_cap)
          AND (t.monthly_cap IS NULL OR u.this_month < t.monthly_cap)
-         AND (t.bid_url IS NULL OR EXISTS (
-               SELECT 1 FROM bids b WHERE b.uuid = p_uuid AND b.target_id = t.id
-                  AND b.payout IS NOT NULL AND (b.expires_at IS NULL OR b.expires_at > NOW())))
         INTO v_room
         FROM targets t JOIN target_usage u ON u.target_id = t.id WHERE t.id = v_candidate;
+    END IF;
+    IF v_room THEN
+      -- A pass-through target takes the call only on its live bid, until that expires.
+      SELECT t.bid_url IS NULL OR EXISTS (
+               SELECT 1 FROM bids b WHERE b.uuid = p_uuid AND b.target_id = t.id
+                  AND b.payout IS NOT NULL AND (b.expires_at IS NULL OR b.expires_at > NOW()))
+        INTO v_room FROM targets t WHERE t.id = v_candidate;
     END IF;
     IF v_room THEN
       UPDATE reservations r JOIN targets t ON t.id = v_candidate
