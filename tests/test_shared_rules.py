@@ -173,3 +173,11 @@ def test_the_ping_the_claim_and_the_auction_test_a_target_s_room_alike():
                   str(auction._ROOM)):
         assert len(room.findall(where)) == 1, where[:200]
         assert "JOIN target_usage u ON u.target_id = t.id" in where
+
+
+def test_the_ping_and_the_claim_skip_the_usage_read_only_for_a_target_without_any_cap():
+    """rtb_ping_once and rtb_confirm_once read target_usage only for a target
+    with a cap: the caps they test for are the room rule's, auction.CAPS."""
+    capped = re.compile(r"\s+OR\s+".join(rf"{cap} IS NOT NULL" for cap in auction.CAPS))
+    for name in ("rtb_ping_once", "rtb_confirm_once"):
+        assert len(capped.findall(_procedure(name))) == 1, name
