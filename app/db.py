@@ -68,8 +68,7 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def make_sessionmaker(settings: Settings, engine: Engine | None = None) -> sessionmaker[Session]:
-    rpcs = [KamailioRPC(url, settings.rpc_secret_file, settings.rpc_timeout_ms / 1000,
-                        connections=settings.http_threads)
+    rpcs = [KamailioRPC(url, settings.rpc_secret_file, settings.rpc_timeout_ms / 1000)
             for url in edges(settings)]
     factory = sessionmaker(engine or make_engine(settings), expire_on_commit=False,
                            info={notifier.RPC: rpcs})
