@@ -17,6 +17,7 @@ from app import pings, reservations
 from app.db import retried
 from app.errors import ApiError
 from app.models import Call, Reservation
+from app.reservations import Answered
 
 bp = Blueprint("api", __name__)
 
@@ -79,7 +80,7 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def rtb(reservation: Reservation, shielded: bool = False) -> dict[str, Any]:
+def rtb(reservation: Reservation | Answered, shielded: bool = False) -> dict[str, Any]:
     status = reservations.status_of(reservation)
     if status == "no-target":
         return {"rtb": {"uuid": reservation.uuid, "status": status}}
@@ -101,7 +102,7 @@ def rtb(reservation: Reservation, shielded: bool = False) -> dict[str, Any]:
     return {"rtb": body}
 
 
-def call_json(call: Call, reservation: Reservation) -> dict[str, Any]:
+def call_json(call: Call, reservation: Reservation | Answered) -> dict[str, Any]:
     """The latest call of a reservation, and what it earned."""
     return {
         "via": call.via,

@@ -28,7 +28,7 @@ from app.db import one_called
 from app.domain_errors import DomainError, Invalid, RateLimited
 from app.models import Call, Ping, PingDay, PostbackKey, Reservation
 from app.ping_cache import PingCache
-from app.reservations import Rejection, Reserved
+from app.reservations import Answered, Rejection, Reserved
 from app.settings import PingLimits
 
 _PING = text("CALL rtb_ping(:key, :version, :uuid, :caller, :tags, :candidates, :reason, :error, "
@@ -96,7 +96,7 @@ def _keep_headers(session: Session, reservation_id: int, candidates: list[Row],
                         .values(sip_headers=rendered))
 
 
-def _answer(row: Row, made: Reservation | None, key: PostbackKey, error: DomainError | None,
+def _answer(row: Row, made: Answered | None, key: PostbackKey, error: DomainError | None,
             limits: PingLimits) -> Reserved | Rejection:
     if row.outcome == "rejected":
         return Rejection(row.reason)
@@ -111,16 +111,14 @@ def _answer(row: Row, made: Reservation | None, key: PostbackKey, error: DomainE
     raise error
 
 
-def _reservation(row: Row) -> Reservation:
+def _reservation(row: Row) -> Answered:
     """The reservation rtb_ping answered with, and its latest call, to shape the answer."""
     calls = [] if row.via is None else [Call(
         via=row.via, claimed_at=row.claimed_at, answered_at=row.answered_at,
         ended_at=row.ended_at, talk_seconds=row.talk_seconds, final_status=row.final_status,
         converted=bool(row.converted))]
-    return Reservation(id=row.id, uuid=row.uuid, status=row.status, payout=row.payout,
-                       min_seconds=row.min_seconds, inbound_number=row.inbound_number,
-                       expires_at=row.expires_at, caller_number=row.caller_number,
-                       publisher_id=row.publisher_id, calls=calls)
+    return Answered(row.uuid, row.status, row.payout, row.min_seconds, row.inbound_number,
+                    row.expires_at, row.caller_number, row.publisher_id, calls)
 
 
 def check_tags(tags: dict[str, Any], limits: PingLimits) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.credentials import key_hash
 from app.domain_errors import Invalid, NotFound, Unauthenticated
-from app.models import PostbackKey, Reservation
+from app.models import Call, PostbackKey, Reservation
 from app.phone import InvalidNumber, to_e164
 
 # kamailio.cfg's RTB_LOOKUP holds a copy; tests/test_shared_rules.py pins the two.
@@ -36,9 +37,26 @@ class Rejection:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A reservation as rtb_ping answered with it: what a ping's answer and
+    Kamailio's copy show. Not an ORM object, whose making cost a ping a
+    twentieth of its worker's time (docs/performance.md)."""
+    uuid: str
+    status: str
+    payout: Decimal
+    min_seconds: int
+    inbound_number: str | None
+    expires_at: datetime
+    caller_number: str | None
+    publisher_id: int
+    # Its latest call, for a ping Ping Shield answered with a reservation called already.
+    calls: list[Call]
+
+
 @dataclass(frozen=True)
 class Reserved:
-    reservation: Reservation
+    reservation: Answered
     shielded: bool = False
 
 
@@ -75,7 +93,7 @@ def normalise_caller(raw: str | None, key: PostbackKey) -> str | None:
         raise Invalid("invalid_caller_number", str(error)) from None
 
 
-def htable_value(reservation: Reservation) -> str:
+def htable_value(reservation: Reservation | Answered) -> str:
     """The value Kamailio's rsv htable holds, as live_reservation_routes packs it
     and RTB_LOOKUP reads it (tests/test_shared_rules.py pins the three)."""
     expires = int(reservation.expires_at.replace(tzinfo=UTC).timestamp())
@@ -113,7 +131,7 @@ def find(session: Session, key: PostbackKey, uuid: str) -> Reservation:
     return found
 
 
-def status_of(reservation: Reservation, now: datetime | None = None) -> str:
+def status_of(reservation: Reservation | Answered, now: datetime | None = None) -> str:
     """The stored status, or 'expired' already in the seconds before the sweep marks it."""
     if reservation.status in DIALABLE and reservation.expires_at <= (now or utcnow()):
         return "expired"
