@@ -24,8 +24,6 @@ from app.bid_templates import PingFacts
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024
-# How long one select() may wait before the deadline is looked at again.
-TICK = 0.05
 IDLE = 0.002
 TOO_LARGE = {pycurl.E_WRITE_ERROR, pycurl.E_FILESIZE_EXCEEDED}
 TIMED_OUT = {pycurl.E_OPERATION_TIMEDOUT}
@@ -148,8 +146,10 @@ def _run(multi: pycurl.CurlMulti, asking: dict, answers: dict[int, Answer], star
         left = deadline - time.perf_counter()
         if not waiting or left <= 0:
             return
+        # Until a socket is ready, libcurl's next timeout or the deadline: each
+        # transfer has a timeout of its own, so libcurl always names one.
         wanted = multi.timeout()
-        wait = min(left, TICK, wanted / 1000 if wanted >= 0 else TICK)
+        wait = min(left, wanted / 1000) if wanted >= 0 else left
         if any(multi.fdset()):
             multi.select(wait)
         else:
