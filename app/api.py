@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app import pings, reservations
+from app import api_metrics, pings, reservations
 from app.db import retried
 from app.errors import ApiError
 from app.models import Call, Reservation
@@ -128,8 +128,8 @@ def ping():
                          scalar(values, "caller_number"), tags, started,
                          current_app.config["RTB_PING_LIMITS"])
     if isinstance(outcome, reservations.Rejection):
-        return jsonify(rtb={"status": "rejected", "reason": outcome.reason})
-    return jsonify(rtb(outcome.reservation, outcome.shielded))
+        return api_metrics.answer({"rtb": {"status": "rejected", "reason": outcome.reason}})
+    return api_metrics.answer(rtb(outcome.reservation, outcome.shielded))
 
 
 @bp.get("/rtbs/<uuid>.json")
@@ -148,7 +148,7 @@ def confirm(uuid: str):
         raise ApiError(422, "invalid_status", "Send status=confirmed to confirm a reservation.")
     reservation = reservations.find(db, key, uuid)
     reservations.confirm(db, reservation)
-    return jsonify(rtb(reservation))
+    return api_metrics.answer(rtb(reservation))
 
 
 @bp.get("/openapi.json")
