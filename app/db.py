@@ -52,6 +52,11 @@ def make_engine(settings: Settings) -> Engine:
     options = dict(
         pool_pre_ping=True,
         pool_recycle=3600,
+        # No ROLLBACK as a connection goes back to the pool: every statement
+        # runs in a transaction SQLAlchemy began, which it commits or rolls
+        # back itself before giving the connection back. The reset was a
+        # round trip after each request's COMMIT.
+        pool_reset_on_return=None,
         # A connection for each request thread: past the pool's size, each
         # checkout opened a connection of its own and closed it after.
         pool_size=max(5, settings.http_threads),
