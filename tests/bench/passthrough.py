@@ -72,12 +72,14 @@ def measure(url: str, engine: Engine, sessions: sessionmaker[Session], workdir, 
             progress) -> dict:
     static = pings.write_script(workdir / "static.lua", load(sessions, None))
     pings.wrk(url, static, CONNECTIONS, 2)
+    pings.drained(engine)
     progress(f"pass-through floor: static targets, {CONNECTIONS} connections, {seconds} s")
     floor = pings.wrk(url, static, CONNECTIONS, seconds)
     buyers = HttpBuyers()
     try:
         script = pings.write_script(workdir / "pass-through.lua", load(sessions, buyers))
         pings.wrk(url, script, CONNECTIONS, 2)
+        pings.drained(engine)
         progress(f"pass-through: {CONNECTIONS} connections, {seconds} s")
         mark, started = pings.last_ping(engine), now(engine)
         run = pings.wrk(url, script, CONNECTIONS, seconds)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,6 +88,24 @@ def outcomes(engine: Engine, after_id: int) -> dict[str, int]:
 def last_ping(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM pings")).scalar()
+
+
+def drained(engine: Engine, quiet: float = 0.5, most: float = 10.0) -> None:
+    """Wait until no ping has been logged for `quiet` seconds (at most `most`).
+
+    wrk stops with requests in flight; the app still answers them. A
+    pass-through ping lasts 300 ms or more, so a warm-up's abandoned pings
+    held every worker's slots into the first second of the run measured
+    after it, and its first pings waited for them.
+    """
+    deadline = time.monotonic() + most
+    seen = last_ping(engine)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = last_ping(engine)
+        if now == seen:
+            return
+        seen = now
 
 
 def reserved_share(counts: dict[str, int]) -> float:
