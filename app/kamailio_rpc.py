@@ -67,8 +67,9 @@ class KamailioRPC:
         self.timeout = timeout
         self._secret: str | None = None
         self._local = threading.local()
-        # Every thread's handle, so that closing the client closes them all.
-        self._handles: list[pycurl.Curl] = []
+        # Every live thread's handle, so that closing the client closes them
+        # all; a thread's own goes, with its connection, when the thread ends.
+        self._handles: weakref.WeakSet[pycurl.Curl] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = weakref.finalize(self, _close_all, self._handles, self._lock)
 
@@ -94,7 +95,7 @@ class KamailioRPC:
             curl.setopt(pycurl.NOSIGNAL, 1)
             curl.setopt(pycurl.TIMEOUT_MS, max(int(self.timeout * 1000), 1))
             with self._lock:
-                self._handles.append(curl)
+                self._handles.add(curl)
         return curl
 
     def call(self, method: str, *params: object) -> object:
@@ -129,8 +130,8 @@ class KamailioRPC:
         return reply.get("result")
 
 
-def _close_all(handles: list[pycurl.Curl], lock: threading.Lock) -> None:
+def _close_all(handles: weakref.WeakSet[pycurl.Curl], lock: threading.Lock) -> None:
     with lock:
-        for curl in handles:
+        for curl in list(handles):
             curl.close()
         handles.clear()

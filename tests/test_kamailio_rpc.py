@@ -1,10 +1,12 @@
-"""The app's client for Kamailio's JSON-RPC keeps its connection between calls,
-and lets go of it when closed or dropped."""
+"""The app's client for Kamailio's JSON-RPC keeps a connection per thread
+between calls, and lets go of them when closed or dropped, and of a
+thread's own when the thread ends."""
 
 from __future__ import annotations
 
 import gc
 import os
+import threading
 from pathlib import Path
 
 from app.kamailio_rpc import KamailioRPC
@@ -44,4 +46,25 @@ def test_calls_share_one_connection_which_close_or_dropping_the_client_ends(sett
     # collector (whose ResourceWarning the suite turns into an error).
     del dropped
     gc.collect()
+    assert not connections_to(settings.rpc_port) - before
+
+
+def test_each_thread_calls_over_its_own_connection_which_ends_with_the_thread(settings, kamailio):
+    before = connections_to(settings.rpc_port)
+    client = KamailioRPC.for_settings(settings, timeout=2)
+    assert client.call("core.version")
+    seen = []
+
+    def call_once():
+        assert client.call("core.version")
+        seen.append(connections_to(settings.rpc_port) - before)
+
+    thread = threading.Thread(target=call_once)
+    thread.start()
+    thread.join()
+    assert len(seen[0]) == 2
+    gc.collect()
+    # The ended thread's handle closed its connection; the caller's stays.
+    assert len(connections_to(settings.rpc_port) - before) == 1
+    client.close()
     assert not connections_to(settings.rpc_port) - before
