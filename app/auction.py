@@ -36,15 +36,18 @@ CAPS = ("concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap")
 # key's rate window spent this second, or (Ping Shield) the caller holding a
 # live reservation in the key's scope. It decides, under its locks; this
 # only spares the buyers a question whose answer could not be used.
-# The statuses written into the SQL: an expanding parameter cost each ping its compiling.
+# Sent to the driver as written (pyformat parameters, exec_driver_sql), the
+# dialable statuses written in: with text(), compiling its parameters and
+# building its result cost a ping a twentieth of its worker's time with
+# rtb_ping's call (docs/performance.md).
 _DIALABLE = ", ".join(f"'{status}'" for status in DIALABLE)
-_SETTLED = text(f"""
-SELECT EXISTS (SELECT 1 FROM key_rate_windows WHERE key_id = :key
-                  AND window_start = UNIX_TIMESTAMP() AND pings >= :limit)
+_SETTLED = f"""
+SELECT EXISTS (SELECT 1 FROM key_rate_windows WHERE key_id = %(key)s
+                  AND window_start = UNIX_TIMESTAMP() AND pings >= %(limit)s)
     OR EXISTS (SELECT 1 FROM caller_reservations c JOIN reservations r ON r.id = c.reservation_id
-                WHERE c.scope = :scope AND c.caller_number = :caller
+                WHERE c.scope = %(scope)s AND c.caller_number = %(caller)s
                   AND r.status IN ({_DIALABLE})
-                  AND r.expires_at > NOW())""")
+                  AND r.expires_at > NOW())"""
 
 
 def margin_of(target: Any) -> Margin:
@@ -65,8 +68,9 @@ def with_room(session: Session, targets: list[Any]) -> list[Any]:
 def settled(session: Session, key: Any, rate_limit: int, caller: str | None) -> bool:
     """rtb_ping will refuse or shield this ping whatever buyers bid."""
     scope = f"k{key.id}" if key.duplicate_scope == "key" else f"c{key.campaign_id}"
-    return bool(session.scalar(_SETTLED, {"key": key.id, "limit": rate_limit, "scope": scope,
-                                          "caller": caller or ""}))
+    found = session.connection().exec_driver_sql(
+        _SETTLED, {"key": key.id, "limit": rate_limit, "scope": scope, "caller": caller or ""})
+    return bool(found.scalar())
 
 
 def bid(session: Session, bidder: Bidder, ranked: list[Any], facts: PingFacts, seconds: float,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, func, select, text, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from app import auction, notifier, reservations, sip_headers, targeting
@@ -31,8 +31,9 @@ from app.ping_cache import PingCache
 from app.reservations import Answered, Rejection, Reserved
 from app.settings import PingLimits
 
-_PING = text("CALL rtb_ping(:key, :version, :uuid, :caller, :tags, :candidates, :reason, :error, "
-             ":rate, :numbers, :elapsed, :bids)")
+# Sent to the driver as written (exec_driver_sql, see auction._SETTLED).
+_PING = ("CALL rtb_ping(%(key)s, %(version)s, %(uuid)s, %(caller)s, %(tags)s, %(candidates)s, "
+         "%(reason)s, %(error)s, %(rate)s, %(numbers)s, %(elapsed)s, %(bids)s)")
 # Answers 'stale' in a row before a ping gives up: each means an edit to a key
 # or a target committed between the cache's reading and the ping.
 STALE_TRIES = 3
@@ -60,7 +61,7 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
             left = limits.bid_deadline_ms / 1000 - (time.perf_counter() - started)
             ranked, reason, answers = auction.bid(session, bidder, ranked, facts, left, asked,
                                                   key, key.rate_limit or limits.rate_limit)
-        row = one_called(session.execute(_PING, {
+        row = one_called(session.connection().exec_driver_sql(_PING, {
             "key": key.id, "version": version, "uuid": uuid,
             "caller": caller, "tags": json.dumps(tags),
             "candidates": ",".join(str(t.id) for t in ranked), "reason": reason,
@@ -71,11 +72,12 @@ def ping(session: Session, cache: PingCache, bidder: Bidder, raw_key: str | None
         if row.outcome == "stale":
             cache.forget()
             continue
-        made = _reservation(row) if row.id is not None else None
+        found = json.loads(row.reservation, parse_float=Decimal)
+        made = _reservation(found) if found["id"] is not None else None
         if row.outcome in ("reserved", "confirmed"):
-            _keep_headers(session, row.id, ranked, sip_headers.Values(
+            _keep_headers(session, found["id"], ranked, sip_headers.Values(
                 uuid, key.publisher_id, key.campaign_id, caller, place.state, place.zip, tags))
-            notifier.queue(session, "htable.setxs", "rsv", row.uuid,
+            notifier.queue(session, "htable.setxs", "rsv", made.uuid,
                            reservations.htable_value(made),
                            key.ttl_seconds + reservations.HTABLE_GRACE)
         # rtb_ping leaves its transaction to us: the reservation is committed
@@ -111,14 +113,22 @@ def _answer(row: Row, made: Answered | None, key: PostbackKey, error: DomainErro
     raise error
 
 
-def _reservation(row: Row) -> Answered:
-    """The reservation rtb_ping answered with, and its latest call, to shape the answer."""
-    calls = [] if row.via is None else [Call(
-        via=row.via, claimed_at=row.claimed_at, answered_at=row.answered_at,
-        ended_at=row.ended_at, talk_seconds=row.talk_seconds, final_status=row.final_status,
-        converted=bool(row.converted))]
-    return Answered(row.uuid, row.status, row.payout, row.min_seconds, row.inbound_number,
-                    row.expires_at, row.caller_number, row.publisher_id, calls)
+def _reservation(found: dict[str, Any]) -> Answered:
+    """The reservation rtb_ping answered with (its JSON), and its latest call, to shape the answer."""
+    call = found["call"]
+    calls = [] if call["via"] is None else [Call(
+        via=call["via"], claimed_at=_moment(call["claimed_at"]),
+        answered_at=_moment(call["answered_at"]), ended_at=_moment(call["ended_at"]),
+        talk_seconds=call["talk_seconds"], final_status=call["final_status"],
+        converted=bool(call["converted"]))]
+    return Answered(found["uuid"], found["status"], Decimal(found["payout"]),
+                    found["min_seconds"], found["inbound_number"], _moment(found["expires_at"]),
+                    found["caller_number"], found["publisher_id"], calls)
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A time as MariaDB writes one into JSON, UTC without a zone, as the columns read."""
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def check_tags(tags: dict[str, Any], limits: PingLimits) -> None:

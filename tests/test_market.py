@@ -161,6 +161,26 @@ def test_a_repeat_ping_for_a_live_caller_gets_the_same_reservation(client, marke
         assert db.scalar(select(func.count()).where(Reservation.key_id == m.key_id)) == 1
 
 
+def test_a_repeat_ping_after_a_call_that_failed_shows_that_call(client, market, sessions):
+    """rtb_ping answers with the reservation and its latest call as JSON; a
+    busy buyer's call gave the reservation back, still confirmed."""
+    m = market()
+    first = ping(client, m.key, caller_number="2025550147")
+    with sessions() as db:
+        claimed = claim(db, first["uuid"], m.publisher_id, f"busy-{first['uuid']}")
+        call_event(db, claimed, "failed", 486)
+        db.commit()
+    again = ping(client, m.key, caller_number="2025550147")
+    assert (again["uuid"], again["status"], again["retreaver_ping_shield"]) == (
+        first["uuid"], "confirmed", True)
+    assert (again["retreaver_payout"], again["expires_at"]) == (
+        first["retreaver_payout"], first["expires_at"])
+    call = again["call"]
+    assert (call["via"], call["final_status"], call["converted"], call["talk_seconds"],
+            call["answered_at"], call["payout_earned"]) == ("sip", 486, False, None, None, 0.0)
+    assert call["claimed_at"] <= call["ended_at"]
+
+
 def test_racing_pings_for_one_caller_make_one_reservation(app, market, sessions):
     m = market()
     with ThreadPoolExecutor(10) as pool:
