@@ -1,6 +1,7 @@
 """Buyers that bid over HTTP, on one loopback port, each path its own behaviour:
 answer after a delay, answer garbage, a huge or slow-dripping body, a
-redirect, or never. The tests and the bench's pass-through step use them.
+redirect, or never. The tests use them; the bench's pass-through step has lighter ones
+(tests/bench/buyers.py).
 
 One asyncio loop in a thread serves them all, keep-alive included, so
 hundreds of buyers waiting out their delay cost no thread each.

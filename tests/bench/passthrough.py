@@ -1,6 +1,7 @@
 """Pass-through: pings to a campaign whose four targets bid live over HTTP,
 three answering after 100 ms and one never (its timeout 300 ms), from wrk
-at 64 connections. Every ping waits out the silent buyer's timeout, so it
+at 64 connections; the buyers are the bench's own light ones
+(tests/bench/buyers.py). Every ping waits out the silent buyer's timeout, so it
 takes at least 300 ms; the goal is the rate and p99 the issue sets. The
 same pings to a campaign of four static targets, on the same stack just
 before, are its floor: what pings cost this machine without buyers.
@@ -24,14 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import admin
 from app.settings import PingLimits
 from tests.bench import pings
-from tests.http_buyers import HttpBuyers
+from tests.bench.buyers import BenchBuyers
 
 ANSWERING, DELAY_S, SILENT_TIMEOUT_MS, CONNECTIONS = 3, 0.1, 300, 64
 GOAL_RPS = 150
 KEYS = 10
 
 
-def load(sessions: sessionmaker[Session], buyers: HttpBuyers | None) -> list[str]:
+def load(sessions: sessionmaker[Session], buyers: BenchBuyers | None) -> list[str]:
     """A campaign of three answering buyers and a silent one (of four static
     targets without buyers), and keys without a practical rate limit."""
     suffix = uuidlib.uuid4().hex[:8]
@@ -45,7 +46,7 @@ def load(sessions: sessionmaker[Session], buyers: HttpBuyers | None) -> list[str
     return keys
 
 
-def _target(buyers: HttpBuyers | None, n: int) -> dict:
+def _target(buyers: BenchBuyers | None, n: int) -> dict:
     if buyers is None:
         return {"sip_uri": f"sip:rtb{n}@127.0.0.1:9", "payout": Decimal(10 + n)}
     if n == ANSWERING:
@@ -61,11 +62,12 @@ def now(engine: Engine):
 
 
 def bid_outcomes(engine: Engine, since) -> dict[str, int]:
-    """The buyers' answers since then: bid, no_bid, timeout, error, over_max."""
+    """The buyers' answers since then: bid, no_bid, timeout, error, over_max,
+    each with its reason where it has one ('error unreachable')."""
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT outcome, COUNT(*) FROM bids WHERE created_at >= :since"
-                                 " GROUP BY outcome"), {"since": since}).all()
-    return {outcome: count for outcome, count in rows}
+        rows = conn.execute(text("SELECT outcome, reason, COUNT(*) FROM bids WHERE created_at >= :since"
+                                 " GROUP BY outcome, reason"), {"since": since}).all()
+    return {f"{outcome} {reason}" if reason else outcome: count for outcome, reason, count in rows}
 
 
 def measure(url: str, engine: Engine, sessions: sessionmaker[Session], workdir, seconds: int,
@@ -75,7 +77,7 @@ def measure(url: str, engine: Engine, sessions: sessionmaker[Session], workdir, 
     pings.drained(engine)
     progress(f"pass-through floor: static targets, {CONNECTIONS} connections, {seconds} s")
     floor = pings.wrk(url, static, CONNECTIONS, seconds)
-    buyers = HttpBuyers()
+    buyers = BenchBuyers()
     try:
         script = pings.write_script(workdir / "pass-through.lua", load(sessions, buyers))
         pings.wrk(url, script, CONNECTIONS, 2)
