@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := python3-venv kamailio kamailio-mysql-modules kamailio-extra-modules kamailio-redis-modules mariadb-server mariadb-client redis-server sip-tester sipsak chromium chromium-driver galera-4 rsync
 STAMP := $(VENV)/.installed
 
-.PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench cluster-bench wrk check-cfg clean
+.PHONY: help install packages run demo up down cluster-up cluster-down cluster-soak test test-fast soak bench ping-cpu cluster-bench wrk check-cfg clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ cluster-soak: install ## `soak` on a cluster of its own, over both app nodes and
 
 bench: install wrk ## Measure pings and calls against their floors (private stack; about 10 minutes on 2 cores)
 	$(PY) -m tests.bench
+
+ping-cpu: install ## The app's and MariaDB's CPU per pass-through ping, in one thread (about a minute): steadier than `bench` on a busy machine
+	$(PY) -m tests.bench.ping_cpu
 
 cluster-bench: install wrk ## Pings, calls and claims on the single stack beside a loopback cluster, in one run (about 5 minutes)
 	$(PY) -m tests.bench.cluster
