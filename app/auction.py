@@ -37,9 +37,8 @@ CAPS = ("concurrency_cap", "hourly_cap", "daily_cap", "monthly_cap")
 # live reservation in the key's scope. It decides, under its locks; this
 # only spares the buyers a question whose answer could not be used.
 # Sent to the driver as written (pyformat parameters, exec_driver_sql), the
-# dialable statuses written in: with text(), compiling its parameters and
-# building its result cost a ping a twentieth of its worker's time with
-# rtb_ping's call (docs/performance.md).
+# dialable statuses written in: through a text() clause, compiling its
+# parameters cost 0.1 to 0.2 ms more a statement, measured in one thread.
 _DIALABLE = ", ".join(f"'{status}'" for status in DIALABLE)
 _SETTLED = f"""
 SELECT EXISTS (SELECT 1 FROM key_rate_windows WHERE key_id = %(key)s
