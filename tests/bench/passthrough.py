@@ -32,26 +32,28 @@ GOAL_RPS = 150
 KEYS = 10
 
 
-def load(sessions: sessionmaker[Session], buyers: BenchBuyers | None) -> list[str]:
-    """A campaign of three answering buyers and a silent one (of four static
-    targets without buyers), and keys without a practical rate limit."""
+def load(sessions: sessionmaker[Session], buyers: BenchBuyers | None, delay: float = DELAY_S,
+         silent_timeout_ms: int = SILENT_TIMEOUT_MS) -> list[str]:
+    """A campaign of three buyers answering after `delay` and a silent one (of
+    four static targets without buyers), and keys without a practical rate limit."""
     suffix = uuidlib.uuid4().hex[:8]
     with sessions() as db:
         publisher = admin.add_publisher(db, f"bench-pass-through-{suffix}").id
         campaign = admin.add_campaign(db, f"bench-pass-through-{suffix}").id
         for n in range(ANSWERING + 1):
-            admin.add_target(db, campaign, min_seconds=60, **_target(buyers, n))
+            admin.add_target(db, campaign, min_seconds=60,
+                             **_target(buyers, n, delay, silent_timeout_ms))
         keys = [admin.add_key(db, campaign, publisher, rate_limit=100_000)[1] for _ in range(KEYS)]
         db.commit()
     return keys
 
 
-def _target(buyers: BenchBuyers | None, n: int) -> dict:
+def _target(buyers: BenchBuyers | None, n: int, delay: float, silent_timeout_ms: int) -> dict:
     if buyers is None:
         return {"sip_uri": f"sip:rtb{n}@127.0.0.1:9", "payout": Decimal(10 + n)}
     if n == ANSWERING:
-        return {"bid_url": buyers.add("silent", never=True), "bid_timeout_ms": SILENT_TIMEOUT_MS}
-    return {"bid_url": buyers.add(f"bid{n}", delay=DELAY_S, body={
+        return {"bid_url": buyers.add("silent", never=True), "bid_timeout_ms": silent_timeout_ms}
+    return {"bid_url": buyers.add(f"bid{n}", delay=delay, body={
         "bidId": f"b{n}", "bidAmount": 10 + n, "sipAddress": f"sip:rtb{n}@127.0.0.1:9",
         "expireInSeconds": 60})}
 

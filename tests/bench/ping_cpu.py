@@ -24,33 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-from app import admin, create_app
+from app import create_app
 from app.db import make_engine, make_sessionmaker
 from app.stack.kamailio import Kamailio
 from tests.bench.buyers import BenchBuyers
-from tests.bench.passthrough import KEYS
+from tests.bench.passthrough import load
+from tests.bench.pings import AREAS, STATES
 from tests.bench.stack import BenchStack, bench_settings
 
 SILENT_TIMEOUT_MS = 20
-AREAS = ("212", "213", "305", "312", "415", "512", "617", "702", "713", "206", "303", "404")
-STATES = ("CA", "TX", "NY", "FL", "IL", "WA", "GA", "OH")
-
-
-def load(sessions, buyers: BenchBuyers) -> list[str]:
-    """The pass-through step's campaign, its buyers answering at once."""
-    with sessions() as db:
-        publisher = admin.add_publisher(db, "ping-cpu").id
-        campaign = admin.add_campaign(db, "ping-cpu").id
-        for n in range(3):
-            admin.add_target(db, campaign, min_seconds=60, bid_url=buyers.add(f"bid{n}", body={
-                "bidId": f"b{n}", "bidAmount": 10 + n, "sipAddress": f"sip:rtb{n}@127.0.0.1:9",
-                "expireInSeconds": 60}))
-        admin.add_target(db, campaign, min_seconds=60, bid_url=buyers.add("silent", never=True),
-                         bid_timeout_ms=SILENT_TIMEOUT_MS)
-        keys = [admin.add_key(db, campaign, publisher, rate_limit=100_000)[1]
-                for _ in range(KEYS)]
-        db.commit()
-    return keys
 
 
 def ping_form(keys: list[str], rng: random.Random) -> dict[str, str]:
@@ -84,7 +66,8 @@ def main() -> int:
             shutil.rmtree(stack.dir / state, ignore_errors=True)
         for part in (stack.database, *stack.redis, Kamailio(stack.settings)):
             stack._start(part)
-        keys = load(make_sessionmaker(stack.settings, make_engine(stack.settings)), buyers)
+        keys = load(make_sessionmaker(stack.settings, make_engine(stack.settings)), buyers,
+                    delay=0.0, silent_timeout_ms=SILENT_TIMEOUT_MS)
         client, rng = create_app(stack.settings).test_client(), random.Random(1)
 
         def run(pings: int) -> None:

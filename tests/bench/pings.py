@@ -18,10 +18,14 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+# The callers' area codes and states the pings draw from (tests/bench/ping_cpu.py draws the same).
+AREAS = ("212", "213", "305", "312", "415", "512", "617", "702", "713", "206", "303", "404")
+STATES = ("CA", "TX", "NY", "FL", "IL", "WA", "GA", "OH")
+
 SCRIPT = """
 local keys = %(keys)s
-local areas = {"212", "213", "305", "312", "415", "512", "617", "702", "713", "206", "303", "404"}
-local states = {"CA", "TX", "NY", "FL", "IL", "WA", "GA", "OH"}
+local areas = %(areas)s
+local states = %(states)s
 math.randomseed(os.time() + tonumber(tostring({}):match("0x(%%x+)") or "0", 16))
 
 request = function()
@@ -57,8 +61,12 @@ class WrkRun:
 
 
 def write_script(path: Path, keys: list[str]) -> Path:
-    path.write_text(SCRIPT % {"keys": "{" + ", ".join(json.dumps(k) for k in keys) + "}"})
+    path.write_text(SCRIPT % {"keys": _lua(keys), "areas": _lua(AREAS), "states": _lua(STATES)})
     return path
+
+
+def _lua(strings) -> str:
+    return "{" + ", ".join(json.dumps(s) for s in strings) + "}"
 
 
 def parse_wrk(output: str) -> WrkRun:
