@@ -3,9 +3,10 @@ that answers its one JSON body after a set delay, or never.
 
 tests/http_buyers.py plays every hostile buyer the tests need (slow drips,
 garbage, redirects) on asyncio's streams; these only answer, on bare
-protocol callbacks. They share the bench's two cores with what it measures,
-and the streams cost 1.1 to 1.3 ms of CPU a pass-through ping against about
-half a millisecond here (docs/performance.md).
+protocol callbacks, on uvloop's event loop. They share the bench's two cores
+with what it measures: in the pass-through step they cost 1.05 to 1.33 ms of
+CPU a ping on asyncio's streams, 0.70 to 0.84 ms on protocol callbacks, and
+0.45 to 0.50 ms on uvloop (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+
+import uvloop
 
 
 class _Connection(asyncio.Protocol):
@@ -52,7 +55,7 @@ class BenchBuyers:
     def __init__(self) -> None:
         self.answers: dict[bytes, tuple[float, bytes]] = {}
         self._open: set[asyncio.Transport] = set()
-        self._loop = asyncio.new_event_loop()
+        self._loop = uvloop.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
         self._thread.start()
