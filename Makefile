@@ -56,7 +56,7 @@ check-cfg: install ## Check kamailio/kamailio.cfg with `kamailio -c`, also over 
 	kamailio -c -f kamailio/kamailio.cfg -A WITH_DB_CLUSTER
 	kamailio -c -f kamailio/kamailio.cfg -A 'FIXED_ROUTE="sip:buyer@127.0.0.1:5090"'
 
-test: install check-cfg ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak
+test: install check-cfg wrk ## Run the whole test suite against real MariaDB, Kamailio, SIPp and sipsak
 	$(VENV)/bin/pytest
 
 # Only the .venv: no Debian packages, no server. The hypothesis, schemathesis
@@ -79,7 +79,7 @@ ping-cpu: install ## The app's and MariaDB's CPU per pass-through ping, in one t
 cluster-bench: install wrk ## Pings, calls and claims on the single stack beside a loopback cluster, in one run (about 5 minutes)
 	$(PY) -m tests.bench.cluster
 
-# The benches' HTTP load generator, installed when first needed.
+# The benches' HTTP load generator (and the test of their wrk script), installed when first needed.
 wrk:
 	@dpkg-query -W -f='$${Status}' wrk 2>/dev/null | grep -q 'install ok installed' || { \
 		echo "installing Debian package: wrk"; \

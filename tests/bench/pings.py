@@ -37,6 +37,7 @@ request = function()
   return wrk.format("POST", "/rtbs.json", {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 
+%(ramp)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("BENCH %%d %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
@@ -44,6 +45,21 @@ done = function(summary, latency, requests)
     e.status, e.connect + e.read + e.write + e.timeout))
 end
 """
+
+
+# wrk calls delay() before each request, a connection's first one included;
+# each thread's first calls are its connections' first pings.
+RAMP = """
+local ramped = 0
+delay = function()
+  if ramped < %(first)d then
+    ramped = ramped + 1
+    return math.random(0, %(ms)d)
+  end
+  return 0
+end
+"""
+THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -60,8 +76,12 @@ class WrkRun:
         return asdict(self)
 
 
-def write_script(path: Path, keys: list[str]) -> Path:
-    path.write_text(SCRIPT % {"keys": _lua(keys), "areas": _lua(AREAS), "states": _lua(STATES)})
+def write_script(path: Path, keys: list[str], ramp_ms: int = 0, connections: int = 0) -> Path:
+    """wrk's Lua for these keys. With ramp_ms, each of the connections sends its
+    first ping after a random 0 to ramp_ms ms instead of all in one instant."""
+    ramp = RAMP % {"first": -(-connections // THREADS), "ms": ramp_ms} if ramp_ms else ""
+    path.write_text(SCRIPT % {"keys": _lua(keys), "areas": _lua(AREAS), "states": _lua(STATES),
+                              "ramp": ramp})
     return path
 
 
@@ -79,7 +99,7 @@ def parse_wrk(output: str) -> WrkRun:
 
 def wrk(url: str, script: Path, connections: int, seconds: int) -> WrkRun:
     done = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+        ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
          "-s", str(script), f"{url}/rtbs.json"],
         capture_output=True, text=True, timeout=seconds + 60, check=True)
     return parse_wrk(done.stdout)
