@@ -70,12 +70,13 @@ def now(engine: Engine):
         return conn.execute(text("SELECT NOW(3)")).scalar()
 
 
-def bid_outcomes(engine: Engine, since) -> dict[str, int]:
-    """The buyers' answers since then: bid, no_bid, timeout, error, over_max,
-    each with its reason where it has one ('error unreachable')."""
+def bid_outcomes(engine: Engine, since, until) -> dict[str, int]:
+    """The buyers' answers between then and then: bid, no_bid, timeout, error,
+    over_max, each with its reason where it has one ('error unreachable')."""
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT outcome, reason, COUNT(*) FROM bids WHERE created_at >= :since"
-                                 " GROUP BY outcome, reason"), {"since": since}).all()
+        rows = conn.execute(text("SELECT outcome, reason, COUNT(*) FROM bids"
+                                 " WHERE created_at >= :since AND created_at <= :until"
+                                 " GROUP BY outcome, reason"), {"since": since, "until": until}).all()
     return {f"{outcome} {reason}" if reason else outcome: count for outcome, reason, count in rows}
 
 
@@ -96,11 +97,14 @@ def measure(url: str, engine: Engine, sessions: sessionmaker[Session], workdir, 
         progress(f"pass-through: {CONNECTIONS} connections, {seconds} s")
         mark, started = pings.last_ping(engine), now(engine)
         run = pings.wrk(url, script, CONNECTIONS, seconds)
-        counts = pings.outcomes(engine, mark)
+        # The answers of the run's window, counted before the buyers stop:
+        # stopping them cuts the asks of the pings wrk left in flight, which
+        # then count as 'error unreachable'.
+        counts, bids = pings.outcomes(engine, mark), bid_outcomes(engine, started, now(engine))
     finally:
         buyers.stop()
     return {"real": run.as_dict(), "static": floor.as_dict(), "outcomes": counts, "reserved_share": pings.reserved_share(counts),
-            "bids": bid_outcomes(engine, started), "deadline_ms": PingLimits().bid_deadline_ms,
+            "bids": bids, "deadline_ms": PingLimits().bid_deadline_ms,
             "connections": CONNECTIONS}
 
 
