@@ -1203,15 +1203,24 @@ CREATE OR REPLACE PROCEDURE rtb_ping(
   IN p_elapsed_ms DECIMAL(10, 3), IN p_bids LONGTEXT)
 MODIFIES SQL DATA
 BEGIN
-  SET @ping_key = p_key, @ping_version = p_version, @ping_uuid = p_uuid, @ping_caller = p_caller,
-      @ping_tags = p_tags, @ping_candidates = p_candidates, @ping_reason = p_reason,
-      @ping_error = p_error, @ping_default_rate = p_default_rate, @ping_bids = p_bids,
-      @ping_most_numbers = p_most_numbers, @ping_started = SYSDATE(6) - INTERVAL
-        ROUND(IFNULL(p_elapsed_ms, 0) * 1000) MICROSECOND;
-  CALL rtb_retried('CALL rtb_ping_once(@ping_key, @ping_version, @ping_uuid, @ping_caller,
-    @ping_tags, @ping_candidates, @ping_reason, @ping_error, @ping_default_rate,
-    @ping_most_numbers, @ping_started, @ping_bids, @ping_outcome, @ping_why, @ping_id,
-    @ping_publisher)');
+  DECLARE v_started DATETIME(6) DEFAULT SYSDATE(6) - INTERVAL
+    ROUND(IFNULL(p_elapsed_ms, 0) * 1000) MICROSECOND;
+  DECLARE v_tries INT DEFAULT 0;
+  DECLARE v_deadlock BOOLEAN DEFAULT TRUE;
+  -- rtb_retried()'s loop, written out: its EXECUTE IMMEDIATE parses the
+  -- call again on every ping.
+  WHILE v_deadlock AND v_tries < 3 DO
+    SET v_tries = v_tries + 1, v_deadlock = FALSE;
+    BEGIN
+      DECLARE EXIT HANDLER FOR 1213 BEGIN ROLLBACK; SET v_deadlock = TRUE; END;
+      CALL rtb_ping_once(p_key, p_version, p_uuid, p_caller, p_tags, p_candidates, p_reason,
+                         p_error, p_default_rate, p_most_numbers, v_started, p_bids,
+                         @ping_outcome, @ping_why, @ping_id, @ping_publisher);
+    END;
+  END WHILE;
+  IF v_deadlock THEN
+    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'deadlocked three times';
+  END IF;
   -- An auto-confirm key's reservation is committed, then confirmed like any
   -- other (rtb_confirm locks each candidate target), then logged.
   IF @ping_outcome = 'reserved' AND @ping_publisher IS NOT NULL THEN
@@ -1225,7 +1234,7 @@ BEGIN
     END IF;
     START TRANSACTION;
     CALL rtb_ping_log(p_key, @ping_outcome, @ping_why,
-                      IF(@ping_outcome = 'confirmed', @ping_id, NULL), @ping_started);
+                      IF(@ping_outcome = 'confirmed', @ping_id, NULL), v_started);
   END IF;
   -- Three columns: the reservation and its latest call come as one JSON
   -- object (its fields null when there is none). The worker's driver parses
@@ -1280,7 +1289,7 @@ BEGIN
   DECLARE v_room, v_capped BOOLEAN;
   DECLARE v_enabled BOOLEAN DEFAULT FALSE;
   DECLARE v_ranked VARCHAR(255) CHARACTER SET ascii DEFAULT '';
-  DECLARE v_expires TIMESTAMP;
+  DECLARE v_open TEXT;
   DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
 
   SET p_outcome = NULL, p_why = NULL, p_id = NULL, p_publisher = NULL;
@@ -1348,7 +1357,20 @@ BEGIN
       LEAVE ping;
     END IF;
     -- The candidates with room, in the worker's order; they become the
-    -- reservation's candidates as far as 255 characters hold them.
+    -- reservation's candidates as far as 255 characters hold them. When
+    -- none has a cap (and they fit), one read finds them all; else each is
+    -- read in turn, a capped one's usage with it.
+    SELECT GROUP_CONCAT(t.id ORDER BY c.position),
+           MAX(concurrency_cap IS NOT NULL OR hourly_cap IS NOT NULL OR daily_cap IS NOT NULL
+               OR monthly_cap IS NOT NULL)
+      INTO v_open, v_capped
+      FROM JSON_TABLE(CONCAT('[', v_list, ']'), '$[*]'
+             COLUMNS (position FOR ORDINALITY, id INT UNSIGNED PATH '$')) c
+      JOIN targets t ON t.id = c.id AND t.campaign_id = v_campaign AND t.enabled;
+    IF NOT v_capped AND LENGTH(v_open) <= 255 THEN
+      SET v_ranked = v_open, v_best = SUBSTRING_INDEX(v_open, ',', 1), v_enabled = TRUE,
+          v_list = '';
+    END IF;
     WHILE v_list <> '' DO
       SET v_candidate = SUBSTRING_INDEX(v_list, ',', 1);
       SET v_list = IF(LOCATE(',', v_list) > 0, SUBSTRING(v_list, LOCATE(',', v_list) + 1), '');
@@ -1401,8 +1423,7 @@ BEGIN
        WHERE scope = v_scope AND caller_number = p_caller;
     END IF;
     IF v_inbound IS NULL THEN
-      SELECT expires_at INTO v_expires FROM reservations WHERE id = p_id;
-      CALL rtb_ping_number(p_id, p_key, v_campaign, p_caller, v_expires, p_most_numbers, v_number);
+      CALL rtb_ping_number(p_id, p_key, v_campaign, p_caller, p_most_numbers, v_number);
       IF v_number IS NOT NULL THEN
         UPDATE reservations SET inbound_number = v_number WHERE id = p_id;
       END IF;
@@ -1449,17 +1470,17 @@ END IF //
 -- (a call is matched by number plus caller ID); the number's row is read
 -- under a shared lock and the (number, caller) row locked, so sharers do not
 -- wait for each other. Without: a number no live reservation uses, held for
--- this one alone until p_expires, under the number row's exclusive lock.
+-- this one alone until the reservation expires, under the number row's
+-- exclusive lock.
 -- Numbers are taken in a fixed order, so these locks cannot deadlock.
 -- Racing pings of one key count their numbers in turn: rtb_ping_once holds
 -- the key's rate window row.
 CREATE OR REPLACE PROCEDURE rtb_ping_number(
   IN p_reservation BIGINT UNSIGNED, IN p_key INT UNSIGNED, IN p_campaign INT UNSIGNED,
-  IN p_caller VARCHAR(16), IN p_expires TIMESTAMP, IN p_most INT UNSIGNED,
-  OUT p_number VARCHAR(16))
+  IN p_caller VARCHAR(16), IN p_most INT UNSIGNED, OUT p_number VARCHAR(16))
 MODIFIES SQL DATA
 this_proc: BEGIN
-  DECLARE v_held TIMESTAMP;
+  DECLARE v_held, v_expires TIMESTAMP;
   DECLARE v_match BIGINT UNSIGNED;
   SET p_number = NULL;
   IF NOT EXISTS (SELECT 1 FROM numbers WHERE campaign_id = p_campaign OR campaign_id IS NULL)
@@ -1469,6 +1490,7 @@ this_proc: BEGIN
   THEN
     LEAVE this_proc;
   END IF;
+  SELECT expires_at INTO v_expires FROM reservations WHERE id = p_reservation;
   pool: FOR n IN (SELECT number FROM numbers WHERE campaign_id = p_campaign OR campaign_id IS NULL
                   ORDER BY campaign_id IS NULL, number) DO
     IF p_caller IS NOT NULL THEN
@@ -1493,7 +1515,7 @@ this_proc: BEGIN
       ELSEIF NOT EXISTS (SELECT 1 FROM reservations WHERE inbound_number = n.number
                            AND status IN ('reserved', 'confirmed', 'claimed')
                            AND expires_at > NOW()) THEN
-        UPDATE numbers SET held_by = p_reservation, held_until = p_expires
+        UPDATE numbers SET held_by = p_reservation, held_until = v_expires
          WHERE number = n.number;
         SET p_number = n.number;
         LEAVE pool;
