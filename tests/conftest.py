@@ -76,7 +76,10 @@ def kamailio(settings, database, redis):
 
 @pytest.fixture(scope="session")
 def sessions(settings, database):
-    return make_sessionmaker(settings)
+    factory = make_sessionmaker(settings)
+    yield factory
+    # Its connections closed, not left to the collector at the session's end.
+    factory.kw["bind"].dispose()
 
 
 @pytest.fixture(scope="session")
