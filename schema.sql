@@ -1203,24 +1203,15 @@ CREATE OR REPLACE PROCEDURE rtb_ping(
   IN p_elapsed_ms DECIMAL(10, 3), IN p_bids LONGTEXT)
 MODIFIES SQL DATA
 BEGIN
-  DECLARE v_started DATETIME(6) DEFAULT SYSDATE(6) - INTERVAL
-    ROUND(IFNULL(p_elapsed_ms, 0) * 1000) MICROSECOND;
-  DECLARE v_tries INT DEFAULT 0;
-  DECLARE v_deadlock BOOLEAN DEFAULT TRUE;
-  -- rtb_retried()'s loop, written out: its EXECUTE IMMEDIATE parses the
-  -- call again on every ping.
-  WHILE v_deadlock AND v_tries < 3 DO
-    SET v_tries = v_tries + 1, v_deadlock = FALSE;
-    BEGIN
-      DECLARE EXIT HANDLER FOR 1213 BEGIN ROLLBACK; SET v_deadlock = TRUE; END;
-      CALL rtb_ping_once(p_key, p_version, p_uuid, p_caller, p_tags, p_candidates, p_reason,
-                         p_error, p_default_rate, p_most_numbers, v_started, p_bids,
-                         @ping_outcome, @ping_why, @ping_id, @ping_publisher);
-    END;
-  END WHILE;
-  IF v_deadlock THEN
-    SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = 'deadlocked three times';
-  END IF;
+  SET @ping_key = p_key, @ping_version = p_version, @ping_uuid = p_uuid, @ping_caller = p_caller,
+      @ping_tags = p_tags, @ping_candidates = p_candidates, @ping_reason = p_reason,
+      @ping_error = p_error, @ping_default_rate = p_default_rate, @ping_bids = p_bids,
+      @ping_most_numbers = p_most_numbers, @ping_started = SYSDATE(6) - INTERVAL
+        ROUND(IFNULL(p_elapsed_ms, 0) * 1000) MICROSECOND;
+  CALL rtb_retried('CALL rtb_ping_once(@ping_key, @ping_version, @ping_uuid, @ping_caller,
+    @ping_tags, @ping_candidates, @ping_reason, @ping_error, @ping_default_rate,
+    @ping_most_numbers, @ping_started, @ping_bids, @ping_outcome, @ping_why, @ping_id,
+    @ping_publisher)');
   -- An auto-confirm key's reservation is committed, then confirmed like any
   -- other (rtb_confirm locks each candidate target), then logged.
   IF @ping_outcome = 'reserved' AND @ping_publisher IS NOT NULL THEN
@@ -1234,7 +1225,7 @@ BEGIN
     END IF;
     START TRANSACTION;
     CALL rtb_ping_log(p_key, @ping_outcome, @ping_why,
-                      IF(@ping_outcome = 'confirmed', @ping_id, NULL), v_started);
+                      IF(@ping_outcome = 'confirmed', @ping_id, NULL), @ping_started);
   END IF;
   -- Three columns: the reservation and its latest call come as one JSON
   -- object (its fields null when there is none). The worker's driver parses
