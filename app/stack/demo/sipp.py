@@ -4,6 +4,7 @@ the demo ends them, Ctrl-C in the terminal does not reach them first."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,10 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 # How long a buyer talks before it hangs up, and how long a call may take at all.
 TALK_MS = 4000
 CALL_TIMEOUT_S = 30
+# SIPp's media ports: above the ports `make run` takes by default, below those
+# of a cluster on loopback (13311 on, RTB_CLUSTER_PORT_OFFSET 10000 or more)
+# and Linux's ephemeral ports (32768 on), which bind(0) hands out.
+MEDIA_PORTS = range(10000, 13300, 2)
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -23,15 +28,24 @@ def free_port(ip: str = "127.0.0.1") -> int:
 
 def free_media_port(ip: str = "127.0.0.1") -> int:
     """A port for SIPp's -mp. SIPp binds it and the port 2 above (audio and
-    video RTP), and exits when either is taken."""
-    while True:
-        port = free_port(ip)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as video:
-            try:
-                video.bind((ip, port + 2))
-            except (OSError, OverflowError):
-                continue
-        return port
+    video RTP), and exits when either is taken.
+
+    Drawn from MEDIA_PORTS, not from the kernel: a port bind(0) gave and that
+    was let go is the kernel's to give again, for instance as the same SIPp's
+    SIP port, found free the moment before."""
+    for port in random.sample(MEDIA_PORTS, 100):
+        if all(_udp_free(ip, p) for p in (port, port + 2)):
+            return port
+    raise RuntimeError(f"no free pair of media ports on {ip}")
+
+
+def _udp_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
 
 
 def _sipp(argv: list[str], workdir: Path) -> subprocess.Popen:
