@@ -5,6 +5,8 @@ as publishers send them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app.db import make_sessionmaker
@@ -51,6 +53,16 @@ class PrivateStack(PublisherApi, DatabaseAccess):
             self.sessions.kw["bind"].dispose()
         for part in (self.gunicorn, self.kamailio, *self.redis, self.database):
             part.stop()
+
+    @contextmanager
+    def database_down(self) -> Iterator[None]:
+        """MariaDB stopped for the block, and started again after it, also when
+        the block fails: the module's next tests need it."""
+        self.database.stop()
+        try:
+            yield
+        finally:
+            self.database.start()
 
     def worker_pids(self) -> list[int]:
         master = self.gunicorn.service.pid()

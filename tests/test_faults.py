@@ -139,16 +139,15 @@ def test_a_database_outage_answers_503_keeps_calls_up_and_recovers_alone(stack, 
     pinger = Pinger(stack, m.key)
     pinger.start()
     stopped = time.monotonic()
-    stack.database.stop()
-    assert eventually(lambda: "database_unavailable" in pinger.codes(), 20), pinger.codes()
-    # The edge cannot claim, nor check a password: 503, try again later.
-    refused = dial(workdir, stack.edge, waiting, source_ip=m.ip, refused_with=503)
-    assert refused.returncode == 0, refused.log
-    digest = dial(workdir, stack.edge, waiting, source_ip="127.0.0.1", user=f"pub{m.publisher_id}",
-                  password="secret", refused_with=503)
-    assert digest.returncode == 0, digest.log
-    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
-    stack.database.start()
+    with stack.database_down():
+        assert eventually(lambda: "database_unavailable" in pinger.codes(), 20), pinger.codes()
+        # The edge cannot claim, nor check a password: 503, try again later.
+        refused = dial(workdir, stack.edge, waiting, source_ip=m.ip, refused_with=503)
+        assert refused.returncode == 0, refused.log
+        digest = dial(workdir, stack.edge, waiting, source_ip="127.0.0.1",
+                      user=f"pub{m.publisher_id}", password="secret", refused_with=503)
+        assert digest.returncode == 0, digest.log
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
     served = len(pinger.reserved())
     assert eventually(lambda: len(pinger.reserved()) > served + 5, 30), pinger.codes()
     answers = pinger.stop()
@@ -281,9 +280,8 @@ def test_the_postback_worker_outlives_a_database_outage_and_delivers_after_it(st
             admin.edit_key(db, admin.find_key(db, str(m.key_id)),
                            postback_url=receiver.url + "/cv?u={uuid}")
             db.commit()
-        stack.database.stop()
-        assert eventually(lambda: "database:" in worker.service.log_file.read_text(), 20)
-        stack.database.start()
+        with stack.database_down():
+            assert eventually(lambda: "database:" in worker.service.log_file.read_text(), 20)
         uuid = stack.ping(m.key)[1]["rtb"]["uuid"]
         engine = stack.sessions.kw["bind"]
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
