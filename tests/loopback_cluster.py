@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.db import make_sessionmaker
+from app.kamailio_rpc import KamailioRPC
 from app.settings import Settings
 from app.stack.cluster import BASE_PORTS, Cluster
 from app.stack.galera import GaleraNode
 from tests.conftest import SIP_DOMAIN
 from tests.instance import DatabaseAccess, PublisherApi
+from tests.market import Market
+from tests.polling import eventually
+from tests.sip import whitelisted
 
 # Seconds a request may take, failover included, before it counts as a hang.
 HANG_SECONDS = 10
@@ -96,6 +100,16 @@ class LoopbackCluster(DatabaseAccess):
     def edge(self) -> tuple[str, int]:
         """Any edge, as a publisher given every address picks one."""
         return random.choice(self.edges)
+
+    def market(self, targets: list[dict], **key_settings) -> Market:
+        """As on one instance, once every edge lets the publisher's address in.
+        An edge whose reload was refused, or read a node not yet up to date,
+        loads it by itself within seconds (RTB_WHITELIST in kamailio.cfg)."""
+        made = super().market(targets, **key_settings)
+        for edge in self.topology["sip"] if made.ip else ():
+            rpc = KamailioRPC(edge["rpc"], self.nodes.settings.rpc_secret_file, 2)
+            assert eventually(lambda: whitelisted(rpc, made.ip), 20), f"{made.ip} not on {edge}"
+        return made
 
     def ping(self, key: str, **params) -> tuple[int, dict]:
         return random.choice(self.apps).ping(key, **params)

@@ -6,6 +6,7 @@ credentials, and either connect (ACK, hold, BYE) or expect one final refusal.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -13,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.kamailio_rpc import KamailioRPC
 from app.stack.demo.sipp import free_media_port
 from tests.polling import eventually
 
@@ -290,6 +292,11 @@ def start_dial(workdir: Path, edge: tuple[str, int], uuid: str, *, hold_s: int,
     argv += ["-trace_msg", "-message_file", str(messages)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=workdir), messages
+
+
+def whitelisted(rpc: KamailioRPC, ip: str) -> bool:
+    """The edge's permissions module holds ip in its address table."""
+    return f'"{ip}"' in json.dumps(rpc.call("permissions.addressDump"))
 
 
 def screen_count(row: str, screen: str) -> int:

@@ -7,7 +7,7 @@ import time
 import uuid as uuidlib
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app import admin
 from app.kamailio_rpc import RPCError
@@ -15,7 +15,8 @@ from app.models import Reservation
 from tests.conftest import SIP_DOMAIN
 from tests.market import next_loopback
 from tests.rtbctl import run_json
-from tests.sip import dial, invite_text, sipsak
+from tests.polling import eventually
+from tests.sip import dial, invite_text, sipsak, whitelisted
 
 
 def reserve(client, key: str, **params) -> str:
@@ -190,6 +191,22 @@ def test_a_new_whitelisted_ip_gets_in_within_a_second(client, market, buyers, ed
     m = market(b.uri, whitelist=False)
     ip = next_loopback()
     run_json(env, "publisher", "allow-ip", str(m.publisher_id), f"{ip}/32")
+    call = dial(workdir, edge, reserve(client, m.key), source_ip=ip)
+    assert call.returncode == 0, call.log
+    assert b.wait() == 0
+
+
+def test_an_address_the_edge_was_not_told_of_gets_in_within_seconds(
+        client, market, buyers, edge, workdir, sessions, rpc):
+    """As when the app's reload was refused or lost: RTB_WHITELIST loads it."""
+    b = buyers()
+    m = market(b.uri, whitelist=False)
+    ip = next_loopback()
+    with sessions() as db:
+        db.execute(text("INSERT INTO address (grp, ip_addr, mask, port, tag) "
+                        "VALUES (1, :ip, 32, 0, :tag)"), {"ip": ip, "tag": f"publisher:{m.publisher_id}"})
+        db.commit()
+    assert eventually(lambda: whitelisted(rpc, ip), 15)
     call = dial(workdir, edge, reserve(client, m.key), source_ip=ip)
     assert call.returncode == 0, call.log
     assert b.wait() == 0
