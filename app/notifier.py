@@ -4,8 +4,9 @@ Each call goes to every edge (RTB_EDGES), one edge after the other: the
 request waits for all of them either way. A rollback drops them. A call that
 fails is logged and forgotten: the database stays the truth. Kamailio
 falls back to it on a reservation it misses, and reloads a whitelist that
-changed within seconds (RTB_WHITELIST in kamailio.cfg). An edge that cannot be reached is not asked the
-rest of a commit's calls, so it costs one timeout, not one for each.
+changed within seconds (RTB_WHITELIST in kamailio.cfg). An edge that cannot
+be reached is not asked the rest of a commit's calls, so it costs one
+timeout, not one for each.
 """
 
 from __future__ import annotations
