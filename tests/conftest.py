@@ -11,6 +11,7 @@ connection. Tests that need no server live in tests/fast (`make test-fast`).
 from __future__ import annotations
 
 import socket
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -24,20 +25,25 @@ from app.stack.mariadb import PrivateMariaDB
 from app.stack.redis import PrivateRedis
 # Market and next_loopback stay importable from here, as tests have imported them.
 from tests.market import DEFAULT_TARGET, Market, make_market, next_loopback  # noqa: F401
-from tests.sip import Buyer, free_port, free_sip_port
+from tests.sip import Buyer, free_sip_port
 
 SIP_DOMAIN = "sip.rtb.test"
 
 
 def stack_env(var_dir: Path) -> dict[str, str]:
+    """Free ports, all different: each is held while the next is found, or
+    bind(0) could give one that was just let go a second time."""
+    names = ("HTTP", "RPC", "DB", "REDIS", "METRICS")
+    with ExitStack() as held:
+        ports = {}
+        for name in names:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports[f"RTB_{name}_PORT"] = str(sock.getsockname()[1])
+        ports["RTB_SIP_PORT"] = str(free_sip_port())
     return {
         "RTB_VAR_DIR": str(var_dir),
-        "RTB_HTTP_PORT": str(free_port(kind=socket.SOCK_STREAM)),
-        "RTB_SIP_PORT": str(free_sip_port()),
-        "RTB_RPC_PORT": str(free_port(kind=socket.SOCK_STREAM)),
-        "RTB_DB_PORT": str(free_port(kind=socket.SOCK_STREAM)),
-        "RTB_REDIS_PORT": str(free_port(kind=socket.SOCK_STREAM)),
-        "RTB_METRICS_PORT": str(free_port(kind=socket.SOCK_STREAM)),
+        **ports,
         "RTB_SIP_DOMAIN": SIP_DOMAIN,
         "RTB_HTTP_WORKERS": "2",
     }
